@@ -1,0 +1,1 @@
+"""Evaluation for NPNet Studio: preference metrics, prompt sets, benchmarks, statistics, charts."""
