@@ -1,0 +1,342 @@
+"""NPNet, the noise prompt network: (x_T, prompt_embeds) -> golden x_T (paper Sec. 3.2, App. A.4).
+
+The module reproduces the released checkpoints' function exactly, quirks included:
+
+* ``unet_svd`` predicts singular values of the 4x128x128 noise rearranged to 256x256 (Eq. 6).
+* ``unet_embedding`` predicts a residual with a Swin-T backbone.  timm >= 0.9 returns
+  ``forward_features`` as NHWC ``(B, 7, 7, 768)``; the official code resizes that tensor *as if it
+  were NCHW*, so the 7-long H axis acts as 7 channels (hence ``upconv`` is a 7 -> 4 1x1 conv).  The
+  released weights learned this layout, so it is kept bit-for-bit.
+* ``embeeding`` (sic, the checkpoint's key) is diffusers' ``AdaGroupNorm`` over the flattened prompt
+  embedding (Eq. 7).
+* ``golden = svd(x) + (2 sigmoid(alpha) - 1) e + beta residual(x + e)`` (Eq. 9, Alg. 3 line 4).
+
+Loading, saving and checkpoint formats live in ``npnet.checkpoints``; this file is pure modules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import einops
+import timm
+import torch
+import torch.nn.functional as F
+from diffusers.models.normalization import AdaGroupNorm
+from torch import nn
+
+SIZE_STRATEGIES = ("nearest-exact", "bilinear", "residual", "reject")
+LONG_PROMPT_STRATEGIES = ("truncate", "chunk-mean")
+
+
+@dataclass(frozen=True)
+class NPNetConfig:
+    """Architecture of one NPNet; presets below, inferred from checkpoints in ``npnet.checkpoints``."""
+
+    text_dim: int
+    text_len: int = 77
+    latent_channels: int = 4
+    latent_size: int = 128
+    backbone: str = "swin_tiny_patch4_window7_224"
+    backbone_img_size: int = 224
+    backbone_kwargs: tuple[tuple[str, Any], ...] = ()
+    svd_hidden: int = 64
+    svd_mlp4_hidden: int = 1024
+    attn_heads: int = 8
+    use_svd_branch: bool = True
+    use_residual_branch: bool = True
+
+    def __post_init__(self):
+        if self.latent_channels != 4:
+            raise ValueError(
+                "NPNet's SVD branch rearranges 4 latent channels into a 2x2 grid; got "
+                f"{self.latent_channels} channels"
+            )
+        if self.svd_dim % self.attn_heads:
+            raise ValueError(f"attn_heads={self.attn_heads} must divide the SVD width {self.svd_dim}")
+
+    @property
+    def svd_dim(self) -> int:
+        """Side of the rearranged square matrix: 4xSxS -> (2S)x(2S)."""
+        return self.latent_size * self.latent_channels // 2
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["backbone_kwargs"] = [list(pair) for pair in self.backbone_kwargs]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NPNetConfig:
+        data = dict(data)
+        kwargs = data.get("backbone_kwargs", ())
+        data["backbone_kwargs"] = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_TINY_SWIN = (("embed_dim", 12), ("depths", (1, 1, 1, 1)), ("num_heads", (1, 1, 1, 1)), ("window_size", 2))
+
+NPNET_PRESETS: dict[str, NPNetConfig] = {
+    # SDXL, DreamShaper-xl-v2-turbo, SDXL-Lightning, LCM, PCM: CLIP-L + bigG concatenated, 77x2048.
+    "sdxl": NPNetConfig(text_dim=2048),
+    # Hunyuan-DiT: its 1024-wide CLIP-like (BERT) encoder, 77x1024.
+    "dit": NPNetConfig(text_dim=1024),
+    # Plumbing-only NPNet for the tiny offline pipelines (64x64 px -> 8x8 latents).
+    "tiny": NPNetConfig(
+        text_dim=64,
+        latent_size=8,
+        backbone_img_size=64,
+        backbone_kwargs=_TINY_SWIN,
+        svd_hidden=8,
+        svd_mlp4_hidden=32,
+        attn_heads=2,
+    ),
+}
+
+
+class SVDAttention(nn.Module):
+    """timm-style multi-head self-attention (qkv without bias, output projection), paper Fig. 11."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = einops.rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
+        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)  # (B, heads, N, N)
+        out = einops.rearrange(attn @ v, "b h n d -> b n (h d)")
+        return self.proj(out)
+
+
+def _mlp(dim_in: int, hidden: int, dim_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim_in, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim_out))
+
+
+class SingularValuePredictor(nn.Module):
+    """Singular value prediction branch f(x_T) (Eq. 6): refine s, keep U and V."""
+
+    def __init__(self, config: NPNetConfig):
+        super().__init__()
+        dim = config.svd_dim
+        self.mlp1 = _mlp(dim, config.svd_hidden, dim)
+        self.mlp2 = _mlp(dim, config.svd_hidden, dim)
+        self.mlp3 = nn.Sequential(nn.Linear(dim, dim))
+        self.attention = SVDAttention(dim, config.attn_heads)
+        self.bn = nn.BatchNorm2d(dim)  # present in the released weights, unused in the forward
+        self.mlp4 = _mlp(dim, config.svd_mlp4_hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = einops.rearrange(x, "b (a c) h w -> b (a h) (c w)", a=2, c=2)  # (B, 4, S, S) -> (B, 2S, 2S)
+        u, s, vh = torch.linalg.svd(x)  # (B, 2S, 2S), (B, 2S), (B, 2S, 2S)
+        out = self.mlp1(u.transpose(1, 2)) + self.mlp2(vh) + self.mlp3(s).unsqueeze(1)  # (B, 2S, 2S)
+        out = self.attention(out).mean(1)  # (B, 2S)
+        out = self.mlp4(out) + s  # refined singular values, (B, 2S)
+        pred = u @ torch.diag_embed(out) @ vh  # (B, 2S, 2S)
+        return einops.rearrange(pred, "b (a h) (c w) -> b (a c) h w", a=2, c=2)
+
+
+class ResidualPredictor(nn.Module):
+    """Residual prediction branch phi'(psi(phi(x))) with a Swin backbone (Eq. 7)."""
+
+    def __init__(self, config: NPNetConfig):
+        super().__init__()
+        self.img_size = config.backbone_img_size
+        self.latent_size = config.latent_size
+        self.swin = timm.create_model(
+            config.backbone,
+            pretrained=False,
+            img_size=config.backbone_img_size,
+            **dict(config.backbone_kwargs),
+        )
+        feature_side = config.backbone_img_size // self.swin.feature_info[-1]["reduction"]
+        self.downconv = nn.Conv2d(config.latent_channels, 3, kernel_size=1)
+        self.upconv = nn.Conv2d(feature_side, config.latent_channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=[self.img_size, self.img_size])  # (B, 4, 224, 224), nearest
+        feats = self.swin.forward_features(self.downconv(x))  # NHWC (B, 7, 7, 768)
+        # Official quirk: resize the NHWC tensor as if NCHW, so H (=7) plays the channel axis.
+        feats = F.interpolate(feats, size=[self.latent_size, self.latent_size])  # (B, 7, 128, 128)
+        return self.upconv(feats)  # (B, 4, 128, 128)
+
+
+class NPNet(nn.Module):
+    """Noise prompt network: ``golden = net(noise, prompt_embeds)`` (paper Alg. 3, line 4).
+
+    ``noise`` is (B, 4, H, W) in any float dtype and device; ``prompt_embeds`` is (B, L, D) or
+    (1, L, D) (broadcast).  Computation runs in float32 (``torch.linalg.svd`` has no half kernels);
+    the result has the noise's dtype and device.  Latents other than ``latent_size`` square follow
+    ``size_strategy``; prompts longer than ``text_len`` tokens follow ``long_prompt``.
+    """
+
+    def __init__(
+        self, config: NPNetConfig, size_strategy: str = "nearest-exact", long_prompt: str = "truncate"
+    ):
+        super().__init__()
+        _check_choice("size_strategy", size_strategy, SIZE_STRATEGIES)
+        _check_choice("long_prompt", long_prompt, LONG_PROMPT_STRATEGIES)
+        self.config = config
+        self.size_strategy = size_strategy
+        self.long_prompt = long_prompt
+        if config.use_svd_branch:
+            self.unet_svd = SingularValuePredictor(config)
+        if config.use_residual_branch:
+            self.unet_embedding = ResidualPredictor(config)
+        self.embeeding = AdaGroupNorm(config.text_len * config.text_dim, config.latent_channels, 1, eps=1e-6)
+        self.alpha = nn.Parameter(torch.zeros(1))
+        self.beta = nn.Parameter(torch.zeros(1))
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: NPNetConfig | str, init: str = "random", **options) -> NPNet:
+        """Build an NPNet; ``init="imagenet"`` downloads timm's ImageNet Swin (training from scratch)."""
+        config = NPNET_PRESETS[config] if isinstance(config, str) else config
+        _check_choice("init", init, ("random", "imagenet"))
+        net = cls(config, **options)
+        if init == "imagenet" and config.use_residual_branch:
+            pretrained = timm.create_model(
+                config.backbone,
+                pretrained=True,
+                img_size=config.backbone_img_size,
+                **dict(config.backbone_kwargs),
+            )
+            net.unet_embedding.swin.load_state_dict(pretrained.state_dict())
+        return net
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_repo_id: str,
+        filename: str | None = None,
+        device="cpu",
+        dtype: torch.dtype = torch.float32,
+        **options,
+    ) -> NPNet:
+        """Load any released NPNet checkpoint (see ``npnet.checkpoints.load_npnet``)."""
+        from npnet.checkpoints import load_npnet
+
+        return load_npnet(path_or_repo_id, filename=filename, device=device, dtype=dtype, **options)
+
+    def save_pretrained(self, path) -> str:
+        """Write the documented flat safetensors layout (config in the metadata)."""
+        from npnet.checkpoints import save_safetensors
+
+        return str(save_safetensors(self, path))
+
+    def save_official(self, path) -> str:
+        """Write the official ``.pth`` layout (``unet_svd``, ``unet_embedding``, ``embeeding``, alpha, beta)."""
+        from npnet.checkpoints import save_official
+
+        return str(save_official(self, path))
+
+    # -- forward ------------------------------------------------------------------------------
+    @property
+    def param_dtype(self) -> torch.dtype:
+        return self.alpha.dtype
+
+    def forward(self, noise: torch.Tensor, prompt_embeds: torch.Tensor) -> torch.Tensor:
+        self._check_noise(noise)
+        x = noise.to(device=self.alpha.device, dtype=self.param_dtype)  # (B, 4, H, W)
+        cond = self.condition(prompt_embeds, batch=x.shape[0])  # (B, L*D)
+        native = self._to_native(x)  # (B, 4, S, S)
+        golden = self.golden(native, cond)
+        return self._from_native(golden, native, x).to(device=noise.device, dtype=noise.dtype)
+
+    def golden(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Eq. 9: x'_T = f(x_T) + (2 sigmoid(alpha) - 1) e + beta g(x_T + e), at the native size."""
+        e = self.embeeding(x, cond)  # (B, 4, S, S)
+        out = self.unet_svd(x) if self.config.use_svd_branch else x
+        out = out + (2 * torch.sigmoid(self.alpha) - 1) * e
+        if self.config.use_residual_branch:
+            out = out + self.beta * self.unet_embedding(x + e)
+        return out
+
+    def condition(self, prompt_embeds: torch.Tensor, batch: int) -> torch.Tensor:
+        """Flatten (B|1, L, D) prompt embeddings to (B, 77*D), handling long prompts."""
+        cfg = self.config
+        if prompt_embeds.ndim != 3 or prompt_embeds.shape[-1] != cfg.text_dim:
+            raise ValueError(_text_dim_message(tuple(prompt_embeds.shape), cfg.text_dim))
+        emb = prompt_embeds.to(device=self.alpha.device, dtype=self.param_dtype)
+        emb = self._fit_length(emb)  # (B|1, 77, D)
+        if emb.shape[0] == 1 and batch > 1:
+            emb = emb.expand(batch, -1, -1)
+        if emb.shape[0] != batch:
+            raise ValueError(
+                f"prompt_embeds batch {emb.shape[0]} does not match the noise batch {batch}: "
+                "pass one embedding per noise or a single (1, L, D) to broadcast"
+            )
+        return emb.reshape(batch, -1)
+
+    def _fit_length(self, emb: torch.Tensor) -> torch.Tensor:
+        n = self.config.text_len
+        if emb.shape[1] < n:
+            raise ValueError(
+                f"prompt_embeds has {emb.shape[1]} tokens; NPNet needs {n} (pad the prompt "
+                "to the tokenizer's max length, as diffusers' encode_prompt does)"
+            )
+        if emb.shape[1] == n:
+            return emb
+        if self.long_prompt == "truncate":
+            return emb[:, :n]
+        if emb.shape[1] % n:
+            raise ValueError(
+                f"chunk-mean needs a multiple of {n} tokens (one chunk per {n}); got {emb.shape[1]}"
+            )
+        return einops.reduce(emb, "b (k n) d -> b n d", "mean", n=n)  # (B, 77, D)
+
+    def _check_noise(self, noise: torch.Tensor) -> None:
+        if noise.ndim != 4:
+            raise ValueError(f"noise must be a (B, C, H, W) latent; got shape {tuple(noise.shape)}")
+        if noise.shape[1] != self.config.latent_channels:
+            raise ValueError(
+                f"NPNet works on {self.config.latent_channels}-channel latents (SDXL, Hunyuan-DiT);"
+                f" got {noise.shape[1]} channels in shape {tuple(noise.shape)}"
+            )
+        if not noise.is_floating_point():
+            raise ValueError(f"noise must be a float tensor, got {noise.dtype}")
+
+    def _to_native(self, x: torch.Tensor) -> torch.Tensor:
+        side = self.config.latent_size
+        if tuple(x.shape[-2:]) == (side, side):
+            return x
+        if self.size_strategy == "reject":
+            raise ValueError(
+                f"this NPNet was trained on {side}x{side} latents ({side * 8} px); got "
+                f"{tuple(x.shape[-2:])}. Use size_strategy='nearest-exact', 'bilinear' or "
+                "'residual' to resize, or generate at the native size"
+            )
+        return F.interpolate(x, size=(side, side), **_interp(self.size_strategy))
+
+    def _from_native(self, golden: torch.Tensor, native: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        size = tuple(x.shape[-2:])
+        if tuple(golden.shape[-2:]) == size:
+            return golden
+        if self.size_strategy == "residual":  # keep x_T exactly, resize only NPNet's correction
+            return x + F.interpolate(golden - native, size=size, **_interp("bilinear"))
+        return F.interpolate(golden, size=size, **_interp(self.size_strategy))
+
+
+def _interp(strategy: str) -> dict[str, Any]:
+    if strategy in ("bilinear", "residual"):
+        return {"mode": "bilinear", "align_corners": False}
+    return {"mode": "nearest-exact"}
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+def _text_dim_message(shape: tuple[int, ...], expected: int) -> str:
+    families = {2048: "SDXL-family (77x2048)", 1024: "Hunyuan-DiT (77x1024)"}
+    got = shape[-1] if len(shape) == 3 else None
+    hint = f" - that is a {families[got]} embedding" if got in families else ""
+    return (
+        f"prompt_embeds must be (B, L, {expected}) for this NPNet ({families.get(expected, 'custom')}); "
+        f"got {shape}{hint}. Use the NPNet checkpoint that matches the diffusion model"
+    )
