@@ -1,0 +1,88 @@
+"""NPNet forward latency and parameter memory, and where the time goes (Swin vs SVD vs text linear).
+
+    python benchmarks/npnet_overhead.py --preset sdxl --repeats 20 --threads 2
+
+Random weights with the official architecture (timing does not depend on the values).  Prints a
+markdown table; medians of ``--repeats`` runs after one warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from npnet.model import NPNET_PRESETS, NPNet  # noqa: E402
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def _param_mb(module: torch.nn.Module) -> float:
+    return sum(p.numel() * p.element_size() for p in module.parameters()) / 2**20
+
+
+def profile(net: NPNet, batch: int, repeats: int) -> dict[str, float]:
+    """Median ms of the whole forward and of each part on one batch."""
+    cfg = net.config
+    noise = torch.randn(batch, 4, cfg.latent_size, cfg.latent_size)
+    embeds = torch.randn(1, cfg.text_len, cfg.text_dim)
+    cond = net.condition(embeds, batch)
+    with torch.inference_mode():
+        return {
+            "total": _median_ms(lambda: net(noise, embeds), repeats),
+            "svd branch": _median_ms(lambda: net.unet_svd(noise), repeats),
+            "  torch.linalg.svd": _median_ms(lambda: torch.linalg.svd(noise.reshape(batch, 2 * cfg.latent_size,
+                                                                                     -1)), repeats),
+            "residual branch (Swin)": _median_ms(lambda: net.unet_embedding(noise), repeats),
+            "text AdaGroupNorm": _median_ms(lambda: net.embeeding(noise, cond), repeats),
+        }
+
+
+def main(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    net = NPNet(NPNET_PRESETS[args.preset]).eval()
+    parts = {"svd branch": net.unet_svd, "residual branch (Swin)": net.unet_embedding,
+             "text AdaGroupNorm": net.embeeding}
+    print(f"NPNet `{args.preset}` on CPU, {args.threads} threads, median of {args.repeats} "
+          f"(torch {torch.__version__})\n")
+    print(f"Parameters: {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M, {_param_mb(net):.0f} MB fp32 "
+          + ", ".join(f"{k} {_param_mb(m):.1f} MB" for k, m in parts.items()) + "\n")
+    results = {b: profile(net, b, args.repeats) for b in args.batches}
+    print("| part | " + " | ".join(f"batch {b} (ms)" for b in args.batches) + " |")
+    print("|---|" + "---|" * len(args.batches))
+    for name in results[args.batches[0]]:
+        print(f"| {name} | " + " | ".join(f"{results[b][name]:.1f}" for b in args.batches) + " |")
+    if args.generation_seconds:
+        share = results[1]["total"] / 1e3 / args.generation_seconds * 100 if 1 in results else float("nan")
+        print(f"\nNPNet batch-1 forward = {share:.2f}% of a {args.generation_seconds:.1f} s generation")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="sdxl", choices=sorted(NPNET_PRESETS))
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--generation-seconds", type=float, default=11.69,
+                        help="reference generation time to compare with (paper Table 11: SDXL, 50 DDIM steps, "
+                             "RTX 4090, 11.69 s)")
+    return parser
+
+
+if __name__ == "__main__":
+    main(build_parser().parse_args())
