@@ -45,31 +45,86 @@ def profile(net: NPNet, batch: int, repeats: int) -> dict[str, float]:
         return {
             "total": _median_ms(lambda: net(noise, embeds), repeats),
             "svd branch": _median_ms(lambda: net.unet_svd(noise), repeats),
-            "  torch.linalg.svd": _median_ms(lambda: torch.linalg.svd(noise.reshape(batch, 2 * cfg.latent_size,
-                                                                                     -1)), repeats),
+            "  torch.linalg.svd": _median_ms(
+                lambda: torch.linalg.svd(noise.reshape(batch, 2 * cfg.latent_size, -1)), repeats
+            ),
             "residual branch (Swin)": _median_ms(lambda: net.unet_embedding(noise), repeats),
             "text AdaGroupNorm": _median_ms(lambda: net.embeeding(noise, cond), repeats),
         }
+
+
+SDXL_UNET = dict(  # stabilityai/stable-diffusion-xl-base-1.0 unet/config.json (architecture only)
+    sample_size=128,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(320, 640, 1280),
+    layers_per_block=2,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    transformer_layers_per_block=(1, 2, 10),
+    attention_head_dim=(5, 10, 20),
+    cross_attention_dim=2048,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2816,
+    use_linear_projection=True,
+    norm_num_groups=32,
+)
+
+
+def flops_versus_sdxl(net: NPNet, steps: int) -> tuple[float, float]:
+    """GFLOPs of one NPNet forward and of a ``steps``-step CFG SDXL UNet run (UNet built on the meta device)."""
+    from diffusers import UNet2DConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        net(torch.randn(1, 4, 128, 128), torch.randn(1, 77, net.config.text_dim))
+    npnet_flops = counter.get_total_flops()
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**SDXL_UNET)
+        x, emb = torch.randn(2, 4, 128, 128), torch.randn(2, 77, 2048)
+        added = {"text_embeds": torch.randn(2, 1280), "time_ids": torch.randn(2, 6)}
+        with FlopCounterMode(display=False) as counter:
+            unet(x, torch.tensor([999]), encoder_hidden_states=emb, added_cond_kwargs=added)
+    return npnet_flops / 1e9, counter.get_total_flops() * steps / 1e9
 
 
 def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     net = NPNet(NPNET_PRESETS[args.preset]).eval()
-    parts = {"svd branch": net.unet_svd, "residual branch (Swin)": net.unet_embedding,
-             "text AdaGroupNorm": net.embeeding}
-    print(f"NPNet `{args.preset}` on CPU, {args.threads} threads, median of {args.repeats} "
-          f"(torch {torch.__version__})\n")
-    print(f"Parameters: {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M, {_param_mb(net):.0f} MB fp32 "
-          + ", ".join(f"{k} {_param_mb(m):.1f} MB" for k, m in parts.items()) + "\n")
+    parts = {
+        "svd branch": net.unet_svd,
+        "residual branch (Swin)": net.unet_embedding,
+        "text AdaGroupNorm": net.embeeding,
+    }
+    print(
+        f"NPNet `{args.preset}` on CPU, {args.threads} threads, median of {args.repeats} "
+        f"(torch {torch.__version__})\n"
+    )
+    print(
+        f"Parameters: {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M, {_param_mb(net):.0f} MB fp32 "
+        + ", ".join(f"{k} {_param_mb(m):.1f} MB" for k, m in parts.items())
+        + "\n"
+    )
     results = {b: profile(net, b, args.repeats) for b in args.batches}
     print("| part | " + " | ".join(f"batch {b} (ms)" for b in args.batches) + " |")
     print("|---|" + "---|" * len(args.batches))
     for name in results[args.batches[0]]:
         print(f"| {name} | " + " | ".join(f"{results[b][name]:.1f}" for b in args.batches) + " |")
+    if args.flops and net.config.text_dim == 2048:
+        npnet_gf, sdxl_gf = flops_versus_sdxl(net, args.steps)
+        print(
+            f"\nFLOPs: NPNet forward {npnet_gf:.1f} GFLOPs (SVD not counted by the flop counter) vs "
+            f"SDXL UNet x{args.steps} steps with CFG (batch 2) at 1024 px {sdxl_gf / 1e3:.0f} TFLOPs: "
+            f"NPNet = {npnet_gf / sdxl_gf * 100:.4f}% of the UNet work"
+        )
     if args.generation_seconds:
         share = results[1]["total"] / 1e3 / args.generation_seconds * 100 if 1 in results else float("nan")
-        print(f"\nNPNet batch-1 forward = {share:.2f}% of a {args.generation_seconds:.1f} s generation")
+        print(
+            f"\nNPNet batch-1 forward on this CPU = {share:.2f}% of the paper's {args.generation_seconds:.2f} s "
+            "RTX 4090 SDXL generation (different devices: an upper bound on the share)"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,9 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--generation-seconds", type=float, default=11.69,
-                        help="reference generation time to compare with (paper Table 11: SDXL, 50 DDIM steps, "
-                             "RTX 4090, 11.69 s)")
+    parser.add_argument(
+        "--flops",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="count FLOPs of NPNet vs a full SDXL UNet run (meta device, no weights)",
+    )
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument(
+        "--generation-seconds",
+        type=float,
+        default=11.69,
+        help="reference generation time to compare with (paper Table 11: SDXL, 50 DDIM steps, "
+        "RTX 4090, 11.69 s)",
+    )
     return parser
 
 
