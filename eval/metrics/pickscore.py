@@ -1,0 +1,58 @@
+"""PickScore (Kirstain et al. 2023): logit_scale x cos(image, text) (paper: ~21-23).
+
+Model: transformers ``CLIPModel`` from ``yuvalkirstain/PickScore_v1``; processor (image
+transform + tokenizer) from ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K``, as in the official
+PickScore example. Both may be local directories laid out like those hub repos.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from PIL import Image
+
+from eval.metrics.base import Scorer
+from eval.metrics.hf_clip import image_embeds, load_clip_model, load_clip_processor, text_embeds
+
+PICKSCORE_MODEL = "yuvalkirstain/PickScore_v1"
+PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+
+
+class PickScoreScorer(Scorer):
+    """PickScore v1: exp(logit_scale) * <img/|img|, txt/|txt|>."""
+
+    name: ClassVar[str] = "pickscore"
+    units: ClassVar[str] = "logit_scale x cos(image, text), PickScore v1 (paper: ~21-23)"
+
+    def __init__(
+        self,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        batch_size: int = 8,
+        model: str | Path = PICKSCORE_MODEL,
+        processor: str | Path = PICKSCORE_PROCESSOR,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__(device, dtype, batch_size)
+        self.model_source = model
+        self.processor_source = processor
+        self.cache_dir = cache_dir
+
+    def _load(self) -> None:
+        self.processor = load_clip_processor(
+            self.processor_source, what="PickScore processor", cache_dir=self.cache_dir
+        )
+        self.model = load_clip_model(
+            self.model_source,
+            what="PickScore model",
+            device=self.device,
+            dtype=self.dtype,
+            cache_dir=self.cache_dir,
+        )
+
+    def _score_batch(self, images: list[Image.Image], prompts: list[str]) -> torch.Tensor:
+        img = image_embeds(self.model, self.processor, images, self.device, self.dtype)  # (b, D)
+        txt = text_embeds(self.model, self.processor, prompts, self.device)  # (b, D)
+        return self.model.logit_scale.exp().float() * (img * txt).sum(dim=-1)  # (b,)
