@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -64,24 +65,25 @@ def _hub_unet(preset: ModelPreset, dtype: torch.dtype, offline: bool, variant: s
         unet.load_state_dict(load_file(path, device="cpu"))
         return unet.to(dtype=dtype)
     return UNet2DConditionModel.from_pretrained(
-        preset.unet_id, torch_dtype=dtype, variant=variant, local_files_only=offline
+        preset.unet_id, dtype=dtype, variant=variant, local_files_only=offline
     )
 
 
 def _from_hub(preset: ModelPreset, dtype: torch.dtype, offline: bool):
     import diffusers
+    from huggingface_hub.errors import EntryNotFoundError
 
     variant = preset.variant if dtype in (torch.float16, torch.bfloat16) else None
-    kwargs = {"torch_dtype": dtype, "local_files_only": offline}
+    kwargs = {"dtype": dtype, "local_files_only": offline}
     if variant:
         kwargs["variant"] = variant
-    if preset.unet_id:
-        kwargs["unet"] = _hub_unet(preset, dtype, offline, variant)
     if preset.family == "hunyuan-dit":
         kwargs["safety_checker"] = None
     try:
+        if preset.unet_id:
+            kwargs["unet"] = _hub_unet(preset, dtype, offline, variant)
         return getattr(diffusers, preset.pipeline_class).from_pretrained(preset.hub_id, **kwargs)
-    except OSError as err:
+    except (OSError, EntryNotFoundError) as err:
         repos = ", ".join(r for r in (preset.hub_id, preset.unet_id) if r)
         raise ValueError(
             f"could not load {preset.name!r} from the hub ({repos}): {err}. Download it with "
@@ -128,6 +130,24 @@ def resolve_npnet_spec(preset: ModelPreset, spec: str) -> str:
             raise ValueError(f"NPNet checkpoint {path} does not exist; {hint}")
         return str(path)
     return spec
+
+
+def unavailable_reason(preset: ModelPreset) -> str | None:
+    """Why an offline preset cannot be built here (missing builder module or shipped assets), else None."""
+    if preset.builder:
+        module = preset.builder.partition(":")[0]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            return f"module {module} is not installed; " + (
+                MICRO_BUILD_HINT if preset.name == "micro" else ""
+            )
+    spec = preset.npnet_checkpoint or ""
+    if spec.startswith("assets/") and not (PROJECT_ROOT / spec).is_file():
+        return f"{spec} is missing; " + (MICRO_BUILD_HINT if preset.name == "micro" else "check the install")
+    return None
 
 
 def load_npnet_for(preset: ModelPreset, pipe, spec: str | None, device: torch.device):

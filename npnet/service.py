@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from npnet.loading import load_npnet_for, load_pipeline, resolve_device, resolve_dtype
+from npnet.loading import load_npnet_for, load_pipeline, resolve_device, resolve_dtype, unavailable_reason
 from npnet.pipeline import (
     check_prompt,
     check_size,
@@ -199,10 +199,11 @@ class GoldenNoiseService:
         names = []
         for name in MODEL_PRESETS:
             try:
-                resolve_model(name, self.offline)
+                preset = resolve_model(name, self.offline)
             except ValueError:
                 continue
-            names.append(name)
+            if unavailable_reason(preset) is None:
+                names.append(name)
         return names
 
     def load(self, model: str, npnet: str | None = None) -> LoadedModel:
