@@ -1,0 +1,395 @@
+"""Resumable, shardable benchmark runs: methods x prompts x seeds -> images (cached) -> per-sample scores.
+
+A run directory holds ``manifest.json`` (config, versions, git commit), ``rows.rank<r>.jsonl``
+(one fsync-ed row per (prompt, seed, method); the latest row for a key wins) and ``images/``.
+Killing a run loses at most the sample in flight; running the same command again resumes.  Under
+``accelerate launch`` / ``torchrun`` each process takes samples ``rank, rank + world, ...`` and
+``load_rows`` merges the rank files into exactly the single-process table.
+
+Methods: ``standard``, ``npnet``, ``inversion`` (re-denoise), ``best-of-N`` (N seeds, the first being
+the sample's own, the best by the verifier metric: N generations of compute) and ``npnet+best-of-N``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from eval.cache import ImageCache, image_key, module_hash
+from npnet.jobs import JsonlTable, atomic_write_json, dist_rank_world, shard
+
+log = logging.getLogger(__name__)
+BASE_METHODS = ("standard", "npnet", "inversion")
+_BON = re.compile(r"^(npnet\+)?best-of-(\d+)$")
+# Settings that change the images: a resumed run must agree on them.
+GENERATION_FIELDS = (
+    "model",
+    "prompts",
+    "column",
+    "negative_prompt",
+    "steps",
+    "guidance_scale",
+    "scheduler",
+    "width",
+    "height",
+    "npnet",
+    "inversion_guidance_scale",
+)
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """One benchmark run; ``None`` generation settings take the model preset's defaults."""
+
+    model: str
+    prompts: str | tuple[str, ...]
+    out: str
+    limit: int | None = None
+    column: str | None = None
+    seeds: tuple[int, ...] = (0,)
+    methods: tuple[str, ...] = ("standard", "npnet")
+    metrics: tuple[str, ...] = ("toy-brightness",)
+    verifier: str | None = None  # best-of-N selection metric; default: the first metric
+    negative_prompt: str = ""
+    steps: int | None = None
+    guidance_scale: float | None = None
+    scheduler: str | None = None
+    width: int | None = None
+    height: int | None = None
+    npnet: str | None = None
+    inversion_guidance_scale: float | None = None
+    device: str = "auto"
+    offline: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["prompts"] = list(self.prompts) if isinstance(self.prompts, tuple) else self.prompts
+        return data
+
+
+@dataclass
+class BenchmarkResult:
+    run_dir: Path
+    rows: pd.DataFrame
+    stopped: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def parse_method(method: str) -> tuple[str, int]:
+    """(latent kind, number of candidate seeds) for a method name."""
+    if method in BASE_METHODS:
+        return method, 1
+    match = _BON.match(method)
+    if not match or int(match.group(2)) < 1:
+        raise ValueError(
+            f"unknown method {method!r}; use {', '.join(BASE_METHODS)}, best-of-N or npnet+best-of-N"
+        )
+    return ("npnet" if match.group(1) else "standard"), int(match.group(2))
+
+
+def candidate_seeds(seed: int, n: int) -> list[int]:
+    """The sample's own seed, then n-1 seeds derived from it (deterministic)."""
+    derived = [int(hashlib.sha256(f"{seed}:{k}".encode()).hexdigest()[:8], 16) for k in range(1, n)]
+    return [int(seed), *derived]
+
+
+def _validate(config: BenchmarkConfig) -> None:
+    for method in config.methods:
+        parse_method(method)
+    if not config.methods or not config.metrics or not config.seeds:
+        raise ValueError("a benchmark needs at least one method, one metric and one seed")
+    if len(set(config.methods)) != len(config.methods):
+        raise ValueError(f"methods repeat: {config.methods}")
+    verifier = config.verifier or config.metrics[0]
+    if any(parse_method(m)[1] > 1 for m in config.methods) and verifier == "mps":
+        raise ValueError(
+            "MPS is pairwise and cannot pick best-of-N alone; pass --verifier with another metric"
+        )
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str]:
+    import diffusers
+    import transformers
+
+    import npnet
+
+    return {
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "npnet": npnet.__version__,
+    }
+
+
+def write_manifest(config: BenchmarkConfig, run_dir: Path, extra: dict[str, Any]) -> None:
+    """Create the manifest, or check a resumed run's generation settings agree with it."""
+    path = run_dir / "manifest.json"
+    if path.exists():
+        import json
+
+        old = json.loads(path.read_text())["config"]
+        new = config.to_dict()
+        diff = [k for k in GENERATION_FIELDS if old.get(k) != new.get(k)]
+        if diff:
+            raise ValueError(
+                f"{run_dir} holds a run with other settings ({', '.join(diff)}: "
+                f"{[old.get(k) for k in diff]}); use a new --out or the same settings to resume"
+            )
+    atomic_write_json(
+        path,
+        {
+            "config": config.to_dict(),
+            "versions": _versions(),
+            "git_commit": _git_commit(),
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **extra,
+        },
+    )
+
+
+def load_rows(run_dir: str | Path) -> pd.DataFrame:
+    """All ranks' rows merged, latest row per (prompt_index, seed, method), sorted by that key."""
+    rows = []
+    for path in sorted(Path(run_dir).glob("rows.rank*.jsonl")):
+        rows.extend(JsonlTable(path).rows())
+    if not rows:
+        return pd.DataFrame(columns=["prompt_index", "prompt", "seed", "method"])
+    frame = pd.DataFrame(rows).sort_values("finished").drop_duplicates("key", keep="last")
+    return frame.sort_values(["prompt_index", "seed", "method"]).reset_index(drop=True)
+
+
+class _Context:
+    """What one process needs during a run: service, scorers, cache, resolved settings."""
+
+    def __init__(self, config: BenchmarkConfig, service, scorer_factory: Callable):
+        self.config = config
+        self.service = service
+        self.scorers = {name: scorer_factory(name) for name in config.metrics}
+        verifier = config.verifier or config.metrics[0]
+        self.verifier = self.scorers.get(verifier) or scorer_factory(verifier)
+        self.cache = ImageCache(Path(config.out) / "images")
+        self.npnet_hash = self._npnet_hash()
+
+    def _npnet_hash(self) -> str | None:
+        if not any(parse_method(m)[0] == "npnet" for m in self.config.methods):
+            return None
+        loaded = self.service.load(self.config.model, self.config.npnet)
+        spec = self.config.npnet or loaded.preset.npnet_checkpoint or "tiny-random"
+        return module_hash(loaded.npnets[spec])
+
+    def request(self, prompt: str, seed: int, kinds: tuple[str, ...]):
+        from npnet.service import GenerationRequest
+
+        c = self.config
+        return GenerationRequest(
+            model=c.model,
+            prompt=prompt,
+            negative_prompt=c.negative_prompt,
+            seed=int(seed),
+            steps=c.steps,
+            guidance_scale=c.guidance_scale,
+            scheduler=c.scheduler,
+            width=c.width,
+            height=c.height,
+            methods=kinds,
+            npnet=c.npnet,
+            inversion_guidance_scale=c.inversion_guidance_scale,
+        )
+
+    def settings_for_key(self, prompt: str, seed: int) -> dict[str, Any]:
+        from npnet.registry import resolve_model
+        from npnet.service import resolve_settings
+
+        preset = resolve_model(self.config.model, self.service.offline)
+        settings = resolve_settings(self.request(prompt, seed, ("standard",)), preset)
+        drop = ("prompt", "seed", "methods", "batched", "npnet", "model")
+        return {k: v for k, v in settings.items() if k not in drop}
+
+    def images(self, prompt: str, wanted: set[tuple[str, int]], timings: dict) -> dict[tuple[str, int], Any]:
+        """Images for (kind, seed) pairs: cached, else one batched generation per seed."""
+        base = self.settings_for_key(prompt, 0)
+        found, missing = {}, {}
+        for kind, seed in sorted(wanted):
+            key = image_key(self.config.model, kind, prompt, seed, base, self.npnet_hash)
+            image = self.cache.get(key)
+            if image is None:
+                missing.setdefault(seed, []).append((kind, key))
+            else:
+                found[(kind, seed)] = image
+        for seed, items in missing.items():
+            result = self.service.generate(self.request(prompt, seed, tuple(k for k, _ in items)))
+            timings["generations"] = timings.get("generations", 0) + len(items)
+            timings["seconds"] = timings.get("seconds", 0.0) + result.timings.get("total", 0.0)
+            for kind, key in items:
+                self.cache.put(key, result.images[kind])
+                found[(kind, seed)] = result.images[kind]
+        return found
+
+    def pick(self, prompt: str, candidates: list) -> int:
+        """Index of the verifier's best candidate."""
+        scores = self.verifier(candidates, [prompt] * len(candidates))
+        return int(scores.argmax() if self.verifier.higher_is_better else scores.argmin())
+
+
+def _run_sample(
+    ctx: _Context, index: int, prompt: str, seed: int, methods: list[str], rank: int
+) -> list[dict]:
+    plans = {m: (parse_method(m)[0], candidate_seeds(seed, parse_method(m)[1])) for m in methods}
+    wanted = {(kind, s) for kind, seeds in plans.values() for s in seeds}
+    timings: dict[str, float] = {}
+    pool = ctx.images(prompt, wanted, timings)
+    chosen = {}
+    for method, (kind, seeds) in plans.items():
+        candidates = [pool[(kind, s)] for s in seeds]
+        best = ctx.pick(prompt, candidates) if len(candidates) > 1 else 0
+        chosen[method] = (seeds[best], candidates[best], kind)
+    images = [chosen[m][1] for m in methods]
+    scores = {name: scorer(images, [prompt] * len(images)).tolist() for name, scorer in ctx.scorers.items()}
+    rows = []
+    for i, method in enumerate(methods):
+        chosen_seed, _, kind = chosen[method]
+        key = image_key(
+            ctx.config.model, kind, prompt, chosen_seed, ctx.settings_for_key(prompt, 0), ctx.npnet_hash
+        )
+        rows.append(
+            {
+                "key": f"{index}:{seed}:{method}",
+                "prompt_index": index,
+                "prompt": prompt,
+                "seed": int(seed),
+                "method": method,
+                "model": ctx.config.model,
+                "chosen_seed": chosen_seed,
+                "generations": len(plans[method][1]),
+                "image": str(ctx.cache.path(key)),
+                "error": None,
+                "rank": rank,
+                "finished": time.time(),
+                **{k: v[i] for k, v in scores.items()},
+            }
+        )
+    return rows
+
+
+def _error_rows(
+    index: int, prompt: str, seed: int, methods: list[str], err: Exception, rank: int
+) -> list[dict]:
+    return [
+        {
+            "key": f"{index}:{seed}:{m}",
+            "prompt_index": index,
+            "prompt": prompt,
+            "seed": int(seed),
+            "method": m,
+            "error": f"{type(err).__name__}: {err}",
+            "rank": rank,
+            "finished": time.time(),
+        }
+        for m in methods
+    ]
+
+
+def _complete(row: dict, metrics: tuple[str, ...]) -> bool:
+    return not row.get("error") and all(row.get(m) is not None for m in metrics)
+
+
+def _todo(config: BenchmarkConfig, done: dict[str, dict], index: int, seed: int) -> list[str]:
+    return [m for m in config.methods if not _complete(done.get(f"{index}:{seed}:{m}", {}), config.metrics)]
+
+
+def _prompts(config: BenchmarkConfig) -> list[str]:
+    if isinstance(config.prompts, (tuple, list)):
+        prompts = [p.strip() for p in config.prompts]
+        if not all(prompts):
+            raise ValueError("empty prompt in the prompt list")
+    else:
+        from eval.prompts import load_prompts
+
+        prompts = load_prompts(config.prompts, limit=config.limit, column=config.column)
+    return prompts[: config.limit] if config.limit else prompts
+
+
+def run_benchmark(
+    config: BenchmarkConfig,
+    service=None,
+    scorer_factory: Callable | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    rank: int | None = None,
+    world: int | None = None,
+) -> BenchmarkResult:
+    """Run (or resume) a benchmark; returns the merged rows of every rank finished so far."""
+    _validate(config)
+    prompts = _prompts(config)
+    if service is None:
+        from npnet.service import GoldenNoiseService
+
+        service = GoldenNoiseService(device=config.device, offline=config.offline, progress=False)
+    if scorer_factory is None:
+        from eval.metrics import get_scorer
+
+        def scorer_factory(name):
+            return get_scorer(name, device=str(service.device))
+
+    env_rank, env_world = dist_rank_world()
+    rank, world = (env_rank if rank is None else rank), (env_world if world is None else world)
+    run_dir = Path(config.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx = _Context(config, service, scorer_factory)
+    if rank == 0:
+        write_manifest(
+            config, run_dir, {"world_size": world, "n_prompts": len(prompts), "npnet_hash": ctx.npnet_hash}
+        )
+    samples = [(i, p, s) for i, p in enumerate(prompts) for s in config.seeds]
+    mine = list(shard(samples, rank, world))
+    done = {row["key"]: row for row in load_rows(run_dir).to_dict("records")}
+    table = JsonlTable(run_dir / f"rows.rank{rank}.jsonl")
+    counts = {"samples": len(mine), "computed": 0, "skipped": 0, "errors": 0}
+    stopped = False
+    bar = tqdm(mine, desc=f"benchmark {config.model} (rank {rank}/{world})", disable=None)
+    for n, (_, (index, prompt, seed)) in enumerate(bar):
+        if should_stop is not None and should_stop():
+            stopped = True
+            break
+        todo = _todo(config, done, index, seed)
+        if not todo:
+            counts["skipped"] += 1
+        else:
+            try:
+                rows = _run_sample(ctx, index, prompt, seed, todo, rank)
+                counts["computed"] += 1
+            except Exception as err:  # recorded per sample, retried on resume
+                log.warning("sample %s seed %s failed: %s", index, seed, err)
+                rows = _error_rows(index, prompt, seed, todo, err, rank)
+                counts["errors"] += 1
+            for row in rows:
+                table.append(row)
+        if progress is not None:
+            progress(n + 1, len(mine), f"{prompt[:40]} (seed {seed})")
+    return BenchmarkResult(run_dir=run_dir, rows=load_rows(run_dir), stopped=stopped, counts=counts)
