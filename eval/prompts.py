@@ -1,7 +1,7 @@
 """Prompt sets: the project's examples, local files, and the paper's benchmark sets from the hub.
 
 ``load_prompts(spec, limit=None, column=None) -> list[str]`` where ``spec`` is
-- a registered set name (``available_prompt_sets()``): "examples", "drawbench" (all 200),
+- a registered set name (``available_prompt_sets()``): "examples", "micro-heldout", "drawbench" (all 200),
   "pickapic" (Pick-a-Pic test, first 100), "hpdv2" (HPD v2 test, first 100), "geneval" (553),
   "t2i-compbench" (the six validation sets);
 - a local file: .txt (one per line, '#' comments), .csv (header required; the official repo's
@@ -41,8 +41,8 @@ class PromptSet:
 
     name: str
     description: str
-    kind: str  # "asset" | "hub" | "url"
-    location: str  # asset file name, hub dataset id, or base URL
+    kind: str  # "asset" | "hub" | "url" | "python"
+    location: str  # asset file name, hub dataset id, base URL, or "module:function" returning prompts
     files: tuple[str, ...]  # files (or globs) inside the hub repo / URL base
     column: str | None = None
     limit: int | None = None
@@ -54,6 +54,8 @@ PROMPT_SETS: dict[str, PromptSet] = {
     for s in (
         PromptSet("examples", "31 project-authored prompts: counting, colours, spatial relations, styles",
                   "asset", "examples.txt", ()),
+        PromptSet("micro-heldout", "the micro world's held-out captions (offline; npnet.micro.grammar)",
+                  "python", "npnet.micro.grammar:heldout_captions", ()),
         PromptSet("drawbench", "DrawBench, all 200 prompts (Saharia et al. 2022)", "hub", "shunk031/DrawBench",
                   ("default/test/*.parquet",), "prompts", 200, "refs/convert/parquet"),
         PromptSet("pickapic", "Pick-a-Pic v1 unique test captions, first 100 (as the paper)", "hub",
@@ -332,11 +334,26 @@ def _url_files(name: str, base: str, files: Sequence[str]) -> list[Path]:
 def _load_set(prompt_set: PromptSet, column) -> list[str]:
     if prompt_set.kind == "asset":
         return read_prompt_file(ASSETS / prompt_set.location, column)
+    if prompt_set.kind == "python":
+        return _call_source(prompt_set)
     if prompt_set.kind == "hub":
         paths = _hub_files(prompt_set.name, prompt_set.location, prompt_set.files, prompt_set.revision)
     else:
         paths = _url_files(prompt_set.name, prompt_set.location, prompt_set.files)
     return [prompt for path in paths for prompt in read_prompt_file(path, column)]
+
+
+def _call_source(prompt_set: PromptSet) -> list[str]:
+    import importlib
+
+    module_name, function = prompt_set.location.split(":")
+    try:
+        source = getattr(importlib.import_module(module_name), function)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(
+            f"prompt set {prompt_set.name!r} needs {prompt_set.location}, which is unavailable: {err}"
+        ) from err
+    return list(source())
 
 
 _HUB_SPEC = re.compile(r"^hub:(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<rev>[^:]+))?:(?P<files>.+)$")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +24,18 @@ def test_registry_has_the_paper_sets():
         name: prompts_module.PROMPT_SETS[name].limit for name in ("drawbench", "pickapic", "hpdv2", "geneval")
     }
     assert limits == {"drawbench": 200, "pickapic": 100, "hpdv2": 100, "geneval": 553}
+
+
+def test_python_sourced_set(monkeypatch):
+    import types
+
+    monkeypatch.setitem(sys.modules, "fake_prompts", types.SimpleNamespace(make=lambda: [" a ", "b", "a"]))
+    fake = prompts_module.PromptSet("fake", "test", "python", "fake_prompts:make", ())
+    monkeypatch.setitem(prompts_module.PROMPT_SETS, "fake", fake)
+    assert load_prompts("fake") == ["a", "b"]
+    monkeypatch.setitem(sys.modules, "fake_prompts", None)
+    with pytest.raises(ValueError, match="needs fake_prompts:make"):
+        load_prompts("fake")
 
 
 def test_examples_cover_the_categories():
