@@ -1,0 +1,128 @@
+"""NPNet training (Alg. 2) on the tiny preset: learns a learnable target, resumes exactly, checkpoints load."""
+
+import argparse
+import csv
+
+import pytest
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+
+from npnet.dataset import NoisePairDataset, write_dataset
+from npnet.model import NPNet
+from npnet.train import TrainConfig, _collate, add_arguments, epoch_batches, evaluate, main, train
+
+
+def _learnable(folder, n_prompts=4, per_prompt=12, seed=0):
+    """x'_T = x_T + a per-channel offset fixed by the prompt: learnable only through the condition."""
+    g = torch.Generator().manual_seed(seed)
+    prompts = [f"prompt {i}" for i in range(n_prompts)]
+    embeds = {p: torch.randn(77, 64, generator=g) for p in prompts}
+    offsets = torch.randn(n_prompts, 4, 1, 1, generator=g)  # (P, 4, 1, 1)
+    which = torch.arange(n_prompts).repeat_interleave(per_prompt)  # (N,)
+    x = torch.randn(len(which), 4, 8, 8, generator=g)  # (N, 4, 8, 8)
+    rows = [
+        {
+            "index": i,
+            "prompt": prompts[int(p)],
+            "seed": i,
+            "score_standard": 0.0,
+            "score_inversion": 1.0,
+            "kept": True,
+        }
+        for i, p in enumerate(which)
+    ]
+    write_dataset(folder, rows, x, x + offsets[which], {"model": "synthetic"}, embeds=embeds, shard_size=16)
+    return folder
+
+
+def test_training_beats_the_identity_baseline_and_checkpoints_reload(tmp_path):
+    data = _learnable(tmp_path / "npd")
+    argv = f"--data {data} --out {tmp_path / 'ckpt'} --preset tiny --epochs 3 --batch-size 8 --lr 3e-3"
+    args = add_arguments(argparse.ArgumentParser()).parse_args(argv.split() + ["--val-fraction", "0.25"])
+    result = main(args)
+    first, last = result.history[0], result.history[-1]
+    assert last["val_loss"] < 0.5 * last["val_identity"]  # identity MSE = mean offset^2 (~1)
+    assert last["val_loss"] < first["val_loss"] and not last["collapsed"]
+    assert len(result.step_losses) == 3 * 5  # 36 training pairs / 8 per batch
+    with open(tmp_path / "ckpt" / "history.csv") as handle:
+        assert [float(r["val_loss"]) for r in csv.DictReader(handle)] == [
+            r["val_loss"] for r in result.history
+        ]
+    assert (tmp_path / "ckpt" / "loss.html").stat().st_size > 10_000
+    x, emb = torch.randn(3, 4, 8, 8), torch.randn(3, 77, 64)
+    with torch.no_grad():
+        expected = result.net(x, emb)
+        for name in ("npnet.safetensors", "npnet.pth"):
+            loaded = NPNet.from_pretrained(str(tmp_path / "ckpt" / "last" / name))
+            torch.testing.assert_close(loaded(x, emb), expected, rtol=1e-5, atol=1e-6)
+    best = NPNet.from_pretrained(str(result.best))
+    val = NoisePairDataset(data, split="val", val_fraction=0.25)
+    loader = DataLoader(val, batch_size=8, collate_fn=_collate)
+    again = evaluate(best, loader, "cpu", Accelerator(cpu=True), 0.5)
+    assert again["val_loss"] == pytest.approx(result.best_val_loss, rel=1e-5)
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+def test_resume_continues_the_same_trajectory(tmp_path):
+    data = _learnable(tmp_path / "npd", n_prompts=2, per_prompt=8)
+    common = dict(
+        data=str(data), preset="tiny", epochs=4, batch_size=6, lr=2e-3, val_fraction=0.25, device="cpu"
+    )
+    common.update(batch_prompt="random", seed=7)
+    straight = train(TrainConfig(out=str(tmp_path / "a"), **common), log=lambda s: None)
+
+    def kill_after_two(record):
+        if record["epoch"] == 2:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train(TrainConfig(out=str(tmp_path / "b"), **common), callback=kill_after_two, log=lambda s: None)
+    resumed = train(TrainConfig(out=str(tmp_path / "b"), resume=True, **common), log=lambda s: None)
+    assert len(resumed.step_losses) == len(straight.step_losses) == 4 * 2
+    torch.testing.assert_close(torch.tensor(resumed.step_losses), torch.tensor(straight.step_losses))
+    assert [r["val_loss"] for r in resumed.history] == pytest.approx(
+        [r["val_loss"] for r in straight.history]
+    )
+    for (name, a), b in zip(straight.net.state_dict().items(), resumed.net.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_epoch_batches_cover_every_sample_once_per_epoch_and_split_evenly():
+    one = epoch_batches(23, 4, seed=1, epoch=0, rank=0, world=1)
+    assert sorted(i for b in one for i in b) == list(range(23)) and len(one) == 6
+    assert one != epoch_batches(23, 4, seed=1, epoch=1, rank=0, world=1)
+    two = [epoch_batches(23, 4, seed=1, epoch=0, rank=r, world=2) for r in (0, 1)]
+    assert len(two[0]) == len(two[1]) == 3 and all(len(b) == 4 for b in two[0] + two[1])
+    assert set(i for part in two for b in part for i in b) == set(range(23))
+
+
+class _Scaled(torch.nn.Module):
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x, cond):
+        return self.scale * x
+
+
+def test_collapse_check_flags_an_output_that_cancels_its_input(tmp_path):
+    data = _learnable(tmp_path / "npd", n_prompts=2, per_prompt=4)
+    loader = DataLoader(NoisePairDataset(data), batch_size=4, collate_fn=_collate)
+    acc = Accelerator(cpu=True)
+    identity = evaluate(_Scaled(1.0), loader, "cpu", acc, 0.5)
+    assert identity["val_loss"] == pytest.approx(identity["val_identity"]) and identity["rms_ratio"] == 1.0
+    assert not identity["beats_identity"] and not identity["collapsed"]
+    cancelled = evaluate(_Scaled(0.01), loader, "cpu", acc, 0.5)
+    assert cancelled["collapsed"] and cancelled["rms_ratio"] == pytest.approx(0.01)
+
+
+def test_preset_that_does_not_fit_the_data_is_a_clear_error(tmp_path):
+    data = _learnable(tmp_path / "npd", n_prompts=2, per_prompt=4)
+    with pytest.raises(ValueError, match="latents are"):
+        train(TrainConfig(data=str(data), out=str(tmp_path / "o"), preset="dit", val_fraction=0.25))
+    with pytest.raises(ValueError, match="unknown batch_prompt"):
+        TrainConfig(data="d", out="o", batch_prompt="first")
