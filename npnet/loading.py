@@ -129,7 +129,10 @@ def resolve_npnet_spec(preset: ModelPreset, spec: str) -> str:
             hint = MICRO_BUILD_HINT if preset.name == "micro" else "check the path"
             raise ValueError(f"NPNet checkpoint {path} does not exist; {hint}")
         return str(path)
-    return spec
+    local = Path(spec).expanduser()
+    if (local.is_absolute() or spec.startswith((".", "~"))) and not local.exists():
+        raise ValueError(f"NPNet checkpoint {local} does not exist; pass an existing file or a hub id")
+    return str(local) if spec.startswith("~") else spec
 
 
 def unavailable_reason(preset: ModelPreset) -> str | None:

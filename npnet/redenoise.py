@@ -14,12 +14,12 @@ Modes:
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
 
 from npnet.pipeline import PromptEmbeds, denoiser, family_of
+from npnet.schedulers import accepted_config
 
 REDENOISE_MODES = ("correct", "official")
 
@@ -142,22 +142,16 @@ def redenoise_schedulers(pipe, steps: int):
     config = dict(pipe.scheduler.config)
     spacing = config.get("timestep_spacing", "leading")
     ddim = DDIMScheduler.from_config(
-        _accepted(DDIMScheduler, config), clip_sample=False
+        accepted_config(DDIMScheduler, config), clip_sample=False
     )  # Eq. 1: no clipping
     inverse = DDIMInverseScheduler.from_config(
-        _accepted(DDIMInverseScheduler, config),
+        accepted_config(DDIMInverseScheduler, config),
         clip_sample=False,
         timestep_spacing=spacing if spacing in ("leading", "trailing") else "leading",
     )
     ddim.set_timesteps(steps)
     inverse.set_timesteps(steps)
     return ddim, inverse
-
-
-def _accepted(cls, config: dict) -> dict:
-    """The part of a scheduler config that ``cls`` accepts (avoids 'unexpected attribute' noise)."""
-    names = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in config.items() if k in names}
 
 
 def _check(steps: int, mode: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,10 +53,16 @@ def check_scheduler_name(name: str) -> str:
     raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(scheduler_names())}")
 
 
+def accepted_config(cls, config) -> dict[str, Any]:
+    """The part of a scheduler config that ``cls`` accepts (other keys only produce log noise)."""
+    names = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in dict(config).items() if k in names}
+
+
 def make_scheduler(name: str, base):
     """A fresh scheduler ``name`` built from ``base``'s config (``base`` itself is never modified)."""
     check_scheduler_name(name)
     if name == DEFAULT_SCHEDULER:
         return type(base).from_config(base.config)
     spec = SCHEDULER_CLASSES[name]
-    return spec.cls.from_config(base.config, **dict(spec.options))
+    return spec.cls.from_config(accepted_config(spec.cls, base.config), **dict(spec.options))
