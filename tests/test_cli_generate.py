@@ -1,0 +1,75 @@
+"""``python -m npnet generate``: PNGs per method, meta.json, subcommand registry, clear errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+import npnet.__main__ as cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_generate_writes_one_png_per_method_and_meta(tmp_path):
+    argv = ["generate", "--model", "tiny-sdxl", "--prompt", "a red cube", "--seed", "3", "--steps", "2"]
+    argv += ["--method", "standard,npnet,inversion", "--cfg", "4.5", "--no-progress", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    for method in ("standard", "npnet", "inversion"):
+        with Image.open(tmp_path / f"{method}.png") as image:
+            assert image.size == (64, 64)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["seed"] == 3 and meta["settings"]["steps"] == 2 and meta["settings"]["guidance_scale"] == 4.5
+    assert meta["settings"]["methods"] == ["standard", "npnet", "inversion"]
+    assert {"torch", "diffusers", "npnet", "transformers"} <= set(meta["versions"])
+    assert {"encode", "npnet", "redenoise", "denoise", "total"} <= set(meta["timings"])
+    assert meta["peak_memory"]["rss_high_water"] > 0
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_several_seeds_write_one_folder_each(tmp_path):
+    argv = ["generate", "--model", "tiny-hunyuan-dit", "--prompt", "a cat", "--seed", "0,1", "--steps", "2"]
+    argv += [
+        "--size",
+        "64x64",
+        "--scheduler",
+        "euler",
+        "--sequential",
+        "--no-progress",
+        "--out",
+        str(tmp_path),
+    ]
+    assert cli.main(argv) == 0
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert [run["seed"] for run in meta["runs"]] == [0, 1]
+    assert meta["runs"][1]["settings"]["batched_used"] is False
+    for seed in (0, 1):
+        assert {p.name for p in (tmp_path / f"seed{seed}").iterdir()} == {"standard.png", "npnet.png"}
+
+
+def test_bad_inputs_exit_2_with_the_reason(tmp_path, capsys):
+    base = ["generate", "--model", "tiny-sdxl", "--prompt", "a cube", "--out", str(tmp_path), "--no-progress"]
+    assert cli.main([*base, "--size", "1000x1001"]) == 2
+    assert "height 1001 -> use 1000 or 1008" in capsys.readouterr().err
+    assert cli.main([*base, "--scheduler", "dpm9"]) == 2
+    assert "unknown scheduler 'dpm9'" in capsys.readouterr().err
+    assert cli.main([*base[:2], "sdxl", *base[3:]]) == 2
+    assert "tiny-sdxl" in capsys.readouterr().err
+    assert not (tmp_path / "meta.json").exists()
+
+
+def test_registry_offers_only_importable_commands(monkeypatch):
+    monkeypatch.setitem(cli.COMMANDS, "ghost", ("npnet.no_such_command", "not installed"))
+    available = cli.available_commands()
+    assert "generate" in available and "ghost" not in available
+    parser = cli.build_parser(["generate", "--help"])
+    generate = parser._subparsers._group_actions[0].choices["generate"]
+    assert "--method" in generate.format_help()
+
+
+def test_module_entry_point_lists_commands():
+    out = subprocess.run(
+        [sys.executable, "-m", "npnet", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0 and "generate" in out.stdout
