@@ -286,3 +286,19 @@ def test_micro_without_verifier_is_a_clear_error(monkeypatch, images):
     monkeypatch.setitem(sys.modules, "npnet.micro.verifier", None)
     with pytest.raises(ValueError, match="npnet.micro.verifier"):
         get_scorer("micro")(images, PROMPTS)
+
+
+def test_throughput_benchmark_runs_on_tiny_weights(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "eval_throughput.py"
+    spec = importlib.util.spec_from_file_location("eval_throughput", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = ["--size", "tiny", "--metrics", "aes,toy-brightness", "--images", "2", "--batch-sizes", "1,2",
+            "--image-size", "40", "--workdir", str(tmp_path), "--out", str(tmp_path / "out.json")]  # fmt: skip
+    results = module.main(module.parse_args(argv))["scoring"]
+    assert [r["metric"] for r in results] == ["aes", "toy-brightness"]
+    assert all(r["rates"][1] > 0 and r["rates"][2] > 0 for r in results)
+    assert "| aes |" in capsys.readouterr().out and (tmp_path / "out.json").is_file()
