@@ -1,0 +1,92 @@
+"""NPNet Studio: golden noise for diffusion models, side by side (Gradio app; assembles tabs and launches).
+
+    python app.py [--model PRESET] [--npnet PATH_OR_ID] [--device auto|cpu|cuda] [--dtype D] [--share]
+                  [--host H] [--port P] [--auth USER:PASS] [--queue-size N] [--offline] [--allow-training]
+                  [--max-eval-prompts N] [--temp-dir DIR]
+
+Without a GPU or without the model hub it starts on the offline default model and says so in a banner.
+Named API endpoints for gradio_client: /generate, /analyze, /seeds, /evaluate, /evaluate_preset,
+/resume_evaluation, /train (see docs/app.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from studio.config import build_parser, config_from_args
+from studio.tempfiles import TempFiles
+
+TITLE = "NPNet Studio — golden noise for diffusion models"
+
+
+def build_demo(service):
+    """The Blocks app: a banner and the Generate, Noise analysis, Seeds, Evaluate, Train and About tabs."""
+    import gradio as gr
+
+    from studio.tabs.about import build_about_tab
+    from studio.tabs.analysis import build_analysis_tab, make_analyze
+    from studio.tabs.evaluate import build_evaluate_tab
+    from studio.tabs.generate import build_generate_tab
+    from studio.tabs.seeds import build_seeds_tab
+    from studio.tabs.train import build_train_tab
+
+    with gr.Blocks(title=TITLE, delete_cache=(1800, 3600)) as demo:
+        gr.Markdown(
+            f"# {TITLE}\nSame prompt, same seed: the standard image from random noise x_T next to the image "
+            "from NPNet's golden noise (Zhou et al., arXiv 2411.09502). Models load on first use."
+        )
+        banner = service.banner()
+        if banner:
+            gr.Markdown(banner, elem_id="offline-banner")
+        pair_state = gr.State()
+        with gr.Tabs() as tabs:
+            with gr.Tab("Generate", id="generate"):
+                gen = build_generate_tab(service, pair_state)
+            with gr.Tab("Noise analysis", id="analysis"):
+                analysis = build_analysis_tab(service, pair_state)
+            with gr.Tab("Seeds", id="seeds"):
+                opened = build_seeds_tab(service, gen, pair_state, tabs)
+            with gr.Tab("Evaluate", id="evaluate"):
+                build_evaluate_tab(service)
+            with gr.Tab("Train", id="train"):
+                build_train_tab(service)
+            with gr.Tab("About", id="about"):
+                build_about_tab(service)
+        analyze = make_analyze(service)
+        for event in (*gen.events, opened):
+            event.success(analyze, inputs=pair_state, outputs=analysis.outputs, api_visibility="private")
+    demo.queue(max_size=service.config.queue_size, default_concurrency_limit=1)
+    return demo
+
+
+def main(args: argparse.Namespace):
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = config_from_args(args)
+    temp = TempFiles(config.temp_dir)
+    os.environ["GRADIO_TEMP_DIR"] = str(temp.gradio_dir)  # before gradio is imported
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(temp.examples_dir)
+    from studio.service import StudioService
+
+    service = StudioService(config, temp)
+    logging.getLogger("studio").info(
+        "default model %s on %s (hub %s); temporary files in %s",
+        service.default_model, service.engine.device, "offline" if service.offline else "online", temp.root,
+    )  # fmt: skip
+    demo = build_demo(service)
+    config.runs_path.mkdir(parents=True, exist_ok=True)
+    demo.launch(
+        server_name=config.server_name,
+        server_port=config.server_port,
+        share=config.share,
+        auth=config.auth,
+        max_file_size=f"{config.max_upload_mb}mb",
+        allowed_paths=[str(temp.root), str(config.runs_path)],
+        show_error=True,
+    )
+    return demo
+
+
+if __name__ == "__main__":
+    main(build_parser().parse_args())

@@ -1,0 +1,160 @@
+"""Launch configuration of the app: a frozen dataclass, its argparse CLI, and environment detection."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+OFFLINE_FALLBACK = "tiny-sdxl"
+ONLINE_DEFAULT = "sdxl"
+CACHE_MODES = ("auto", "eager", "lazy", "off")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """How ``python app.py`` serves the studio; ``None`` fields are resolved from the environment."""
+
+    model: str | None = None  # default: default_model(offline, has_gpu)
+    npnet: str | None = None  # NPNet checkpoint override for the default model
+    device: str = "auto"
+    dtype: str | None = None
+    share: bool = False
+    host: str | None = None  # default: 0.0.0.0 on Spaces, else 127.0.0.1
+    port: int | None = None  # default: GRADIO_SERVER_PORT or 7860
+    auth: tuple[str, str] | None = None
+    queue_size: int = 16
+    offline: bool | None = None  # None: offline when HF_HUB_OFFLINE is set or the hub is unreachable
+    allow_training: bool = False  # needed on shared deployments (share, Spaces, non-loopback host)
+    max_eval_prompts: int | None = None  # None: 8 on shared deployments, unlimited locally
+    max_seeds: int = 32
+    temp_dir: str | None = None  # None: a fresh directory under the system temp dir, removed at exit
+    runs_dir: str = "runs/app"
+    cache_examples: str = "auto"  # auto: eager for offline models (cheap), lazy for hub models
+    cpu_offload: bool = False
+    max_upload_mb: int = 200
+
+    def __post_init__(self):
+        if self.cache_examples not in CACHE_MODES:
+            raise ValueError(f"cache_examples must be one of {', '.join(CACHE_MODES)}")
+        if self.queue_size < 1 or self.max_seeds < 1 or self.max_upload_mb < 1:
+            raise ValueError("queue_size, max_seeds and max_upload_mb must be >= 1")
+        if self.max_eval_prompts is not None and self.max_eval_prompts < 1:
+            raise ValueError("max_eval_prompts must be >= 1")
+
+    @property
+    def on_spaces(self) -> bool:
+        return bool(os.environ.get("SPACE_ID"))
+
+    @property
+    def server_name(self) -> str:
+        return self.host or ("0.0.0.0" if self.on_spaces else "127.0.0.1")
+
+    @property
+    def server_port(self) -> int:
+        return self.port or int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+
+    @property
+    def shared(self) -> bool:
+        """Other people can reach this server: --share, a Space, or a non-loopback host."""
+        return self.share or self.on_spaces or self.server_name not in LOOPBACK
+
+    @property
+    def training_enabled(self) -> bool:
+        return self.allow_training or not self.shared
+
+    @property
+    def eval_prompt_cap(self) -> int | None:
+        if self.max_eval_prompts is not None:
+            return self.max_eval_prompts
+        return 8 if self.shared else None
+
+    @property
+    def runs_path(self) -> Path:
+        path = Path(self.runs_dir)
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face hub (HF_ENDPOINT) accepts a TCP connection within ``timeout`` seconds."""
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def env_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def resolve_offline(config: LaunchConfig) -> bool:
+    """--offline, else HF_HUB_OFFLINE, else whether the hub is unreachable."""
+    if config.offline is not None:
+        return config.offline
+    return env_offline() or not hub_reachable()
+
+
+def micro_available() -> bool:
+    """The micro world is registered and its shipped generator and NPNet exist."""
+    from npnet.registry import MODEL_PRESETS
+
+    preset = MODEL_PRESETS.get("micro")
+    if preset is None:
+        return False
+    generator = PROJECT_ROOT / "assets" / "micro" / "generator" / "model_index.json"
+    npnet = PROJECT_ROOT / (preset.npnet_checkpoint or "")
+    return generator.is_file() and (preset.npnet_checkpoint is None or npnet.is_file())
+
+
+def default_model(offline: bool, has_gpu: bool) -> str:
+    """SDXL with the official NPNet on a GPU with hub access; else the micro world (or tiny-sdxl)."""
+    if has_gpu and not offline:
+        return ONLINE_DEFAULT
+    return "micro" if micro_available() else OFFLINE_FALLBACK
+
+
+def _auth(value: str) -> tuple[str, str]:
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise argparse.ArgumentTypeError("--auth must be USER:PASS")
+    return user, password
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = LaunchConfig()
+    p = argparse.ArgumentParser(description="NPNet Studio: golden noise for diffusion models, side by side")
+    p.add_argument(
+        "--model", default=None, help="model preset (default: sdxl on a GPU with hub, else offline)"
+    )
+    p.add_argument("--npnet", default=None, help="NPNet checkpoint for the default model (path or hub id)")
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    p.add_argument("--host", default=None, help="server host (default 127.0.0.1; 0.0.0.0 on Spaces)")
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--auth", type=_auth, default=None, metavar="USER:PASS")
+    p.add_argument("--queue-size", type=int, default=d.queue_size, help="max queued requests")
+    p.add_argument("--offline", action="store_true", default=None, help="never contact the hub")
+    p.add_argument("--allow-training", action="store_true", help="enable the Train tab when shared")
+    p.add_argument("--max-eval-prompts", type=int, default=None, help="cap on prompts per evaluation run")
+    p.add_argument("--max-seeds", type=int, default=d.max_seeds, help="cap on the Seeds tab grid")
+    p.add_argument("--temp-dir", default=None, help="temporary files (default: a fresh dir, removed at exit)")
+    p.add_argument("--runs-dir", default=d.runs_dir, help="evaluation and training runs")
+    p.add_argument("--cache-examples", default=d.cache_examples, choices=CACHE_MODES)
+    p.add_argument("--cpu-offload", action="store_true", help="enable_model_cpu_offload on CUDA (less VRAM)")
+    p.add_argument("--max-upload-mb", type=int, default=d.max_upload_mb)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> LaunchConfig:
+    fields = {f.name for f in dataclasses.fields(LaunchConfig)}
+    return LaunchConfig(**{k: v for k, v in vars(args).items() if k in fields})

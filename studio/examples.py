@@ -1,0 +1,19 @@
+"""Project-authored example prompts for the Generate tab (micro-world captions for the micro model)."""
+
+from __future__ import annotations
+
+MICRO_EXAMPLES = (
+    ("a blue square to the left of a yellow triangle", 0),
+    ("three green squares", 1),
+    ("a yellow circle above a red triangle", 2),
+)
+GENERAL_EXAMPLES = (
+    ("a red fox sitting in fresh snow at dawn, soft light", 0),
+    ("three glass bottles on a wooden shelf, studio photo", 1),
+    ("a lighthouse on a cliff above a stormy sea, oil painting", 2),
+)
+
+
+def example_prompts(model: str) -> list[tuple[str, int]]:
+    """(prompt, seed) examples suited to ``model``: grammar captions for the micro world, else scenes."""
+    return list(MICRO_EXAMPLES if model == "micro" else GENERAL_EXAMPLES)

@@ -1,0 +1,281 @@
+"""App-level service: wraps ``GoldenNoiseService`` with scorers, download bundles and per-session cancel flags.
+
+Nothing here is per-request state on a shared pipeline: the engine clones schedulers per call, scorers
+are loaded once and are thread-safe, and a session's current pair lives in its ``gr.State`` (``Pair``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from npnet.registry import MODEL_PRESETS, get_model_preset
+from npnet.service import METHODS, GenerationRequest, GenerationResult, GoldenNoiseService
+from studio.config import LaunchConfig, default_model, micro_available, resolve_offline
+from studio.tempfiles import TempFiles
+
+OFFLINE_METRICS = ("micro", "toy-brightness", "toy-colorfulness")
+ONLINE_DEFAULT_METRICS = ("pickscore", "hpsv2")
+METHOD_LABELS = {
+    "standard": "Standard (x_T)",
+    "npnet": "NPNet (golden noise)",
+    "inversion": "Inversion (x'_T)",
+}
+
+
+@dataclass
+class Pair:
+    """One generation shown in the UI (a session's current pair): images, latents, scores and files."""
+
+    result: GenerationResult
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> method -> value
+    score_errors: dict[str, str] = field(default_factory=dict)  # metric -> why it has no value
+    bundle: Path | None = None
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.result.images)
+
+    @property
+    def prompt(self) -> str:
+        return self.result.settings["prompt"]
+
+
+def _versions() -> dict[str, str]:
+    import diffusers
+    import gradio
+
+    import npnet
+
+    return {
+        "npnet": npnet.__version__,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "gradio": gradio.__version__,
+    }
+
+
+class StudioService:
+    """What the tabs call: models, NPNet checkpoints, generation + scoring, bundles, cancel flags."""
+
+    def __init__(
+        self,
+        config: LaunchConfig,
+        temp: TempFiles,
+        engine: GoldenNoiseService | None = None,
+        offline: bool | None = None,
+    ):
+        self.config = config
+        self.temp = temp
+        self.offline = resolve_offline(config) if offline is None else offline
+        self.engine = engine or GoldenNoiseService(
+            device=config.device,
+            dtype=config.dtype,
+            offline=self.offline,
+            cpu_offload=config.cpu_offload,
+            progress=False,
+        )
+        self.has_gpu = self.engine.device.type == "cuda"
+        self.default_model = config.model or default_model(self.offline, self.has_gpu)
+        get_model_preset(self.default_model)  # unknown --model: fail at startup with the preset list
+        self._scorers: dict[str, Any] = {}
+        self._scorer_lock = threading.Lock()
+        self._stops: dict[str, threading.Event] = {}
+
+    # -- models and checkpoints --------------------------------------------------------------------
+    def models(self) -> list[str]:
+        """Presets selectable now (offline: offline and cached ones); the default first."""
+        names = [n for n in self.engine.available_models() if n != "micro" or micro_available()]
+        return [self.default_model, *[n for n in names if n != self.default_model]]
+
+    def preset(self, model: str):
+        return get_model_preset(model)
+
+    def default_npnet(self, model: str) -> str:
+        """The NPNet spec used for ``model`` when the user picks none (``--npnet`` for the default model)."""
+        if model == self.default_model and self.config.npnet:
+            return self.config.npnet
+        return self.preset(model).npnet_checkpoint or ""
+
+    def npnet_choices(self, model: str) -> list[str]:
+        """Known checkpoints that fit ``model``: its default, the released ones, and Train-tab outputs."""
+        from npnet.checkpoints import HUB_CHECKPOINTS
+
+        preset = self.preset(model)
+        choices = [self.default_npnet(model)]
+        if not self.offline:
+            choices += [n for n, c in HUB_CHECKPOINTS.items() if c.family == preset.npnet_preset]
+        trained = sorted((self.config.runs_path / "train").glob("*/best/npnet.safetensors"))
+        choices += [str(p) for p in trained]
+        return list(dict.fromkeys(c for c in choices if c))
+
+    def metric_choices(self) -> list[str]:
+        from eval.metrics import available_scorers
+
+        return list(OFFLINE_METRICS) if self.offline else available_scorers()
+
+    def default_metrics(self, model: str) -> list[str]:
+        if model == "micro":
+            return ["micro"]
+        if self.preset(model).offline:
+            return ["toy-brightness", "toy-colorfulness"]
+        return list(ONLINE_DEFAULT_METRICS)
+
+    def banner(self) -> str:
+        """Markdown saying what runs here and how to get the real models."""
+        preset = self.preset(self.default_model)
+        if not preset.offline:
+            return ""
+        why = "no GPU" if not self.has_gpu else "no model hub access"
+        if self.offline and not self.has_gpu:
+            why = "no GPU and no model hub access"
+        what = (
+            "the **micro world**: a small SDXL-class pipeline trained on procedural shapes, with its own "
+            "trained NPNet and a rule-based verifier as the metric"
+            if preset.name == "micro"
+            else f"**{preset.name}**, a random-weight pipeline for plumbing (its images are noise)"
+        )
+        return (
+            f"**Offline mode** ({why}): running {what}. For the paper's models (SDXL + the official "
+            "NPNet, DreamShaper, Hunyuan-DiT) start `python app.py --model sdxl` on a CUDA GPU with hub "
+            "access, or download them first with `huggingface-cli download stabilityai/stable-diffusion-"
+            "xl-base-1.0` and `huggingface-cli download Klayand/GoldenNoiseModel`."
+        )
+
+    # -- generation and scoring --------------------------------------------------------------------
+    def generate(self, request: GenerationRequest, metrics: list[str] | tuple[str, ...] = ()) -> Pair:
+        """Generate every requested method from one seed, score the images and write the download bundle."""
+        unknown = [m for m in request.methods if m not in METHODS]
+        if unknown or not request.methods:
+            raise ValueError(f"choose at least one method from {', '.join(METHODS)}")
+        result = self.engine.generate(request)
+        pair = Pair(result)
+        self.score_pair(pair, metrics)
+        pair.bundle = self.write_bundle(pair)
+        return pair
+
+    def scorer(self, name: str):
+        """The scorer ``name`` on the engine's device (built once, loaded on first use)."""
+        from eval.metrics import get_scorer
+
+        with self._scorer_lock:
+            if name not in self._scorers:
+                self._scorers[name] = get_scorer(name, device=str(self.engine.device))
+            return self._scorers[name]
+
+    def score_pair(self, pair: Pair, metrics) -> None:
+        """Fill ``pair.scores`` for each metric; a metric that cannot run records its error instead."""
+        methods = pair.methods
+        images = [pair.result.images[m] for m in methods]
+        for metric in metrics:
+            try:
+                values = self.scorer(metric)(images, [pair.prompt] * len(images)).tolist()
+            except (ValueError, OSError, RuntimeError, ImportError) as err:
+                pair.score_errors[metric] = str(err).split("\n")[0][:300]
+                continue
+            pair.scores[metric] = dict(zip(methods, values))
+
+    def npnet_info(self, result: GenerationResult) -> dict[str, Any]:
+        """Parameter count and memory of the NPNet used for ``result`` vs the diffusion pipeline."""
+        loaded = self.engine.load(result.settings["model"], result.request.npnet)
+        key = result.request.npnet or loaded.preset.npnet_checkpoint or "tiny-random"
+        net = loaded.npnets.get(key)
+        npnet_params = sum(p.numel() for p in net.parameters()) if net is not None else 0
+        pipe_params = sum(
+            p.numel()
+            for name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2")
+            if getattr(loaded.pipe, name, None) is not None
+            for p in getattr(loaded.pipe, name).parameters()
+        )
+        return {
+            "npnet_parameters": npnet_params,
+            "npnet_bytes_fp32": npnet_params * 4,
+            "pipeline_parameters": pipe_params,
+            "npnet_parameter_share": npnet_params / max(1, npnet_params + pipe_params),
+        }
+
+    def timing_rows(self, pair: Pair) -> list[dict[str, Any]]:
+        """Per image: seconds (shared encode + its latent step + its share of denoising), extra step share."""
+        t = pair.result.timings
+        extra = {"standard": 0.0, "npnet": t.get("npnet", 0.0), "inversion": t.get("redenoise", 0.0)}
+        peak = pair.result.peak_memory
+        peak_mb = peak.get("cuda_max_allocated", peak.get("rss_high_water", 0)) / 2**20
+        rows = []
+        for method in pair.methods:
+            total = t.get("encode", 0.0) + extra[method] + t.get("denoise_per_image", 0.0)
+            rows.append(
+                {
+                    "method": METHOD_LABELS.get(method, method),
+                    "seconds": round(total, 4),
+                    "noise step (s)": round(extra[method], 4),
+                    "noise step share": f"{100 * extra[method] / max(total, 1e-9):.1f}%",
+                    "peak memory (MB)": round(peak_mb, 1),
+                    "memory kind": "CUDA max allocated"
+                    if "cuda_max_allocated" in peak
+                    else "process RSS peak",
+                }
+            )
+        return rows
+
+    def meta(self, pair: Pair) -> dict[str, Any]:
+        r = pair.result
+        return {
+            "settings": r.settings,
+            "timings_s": r.timings,
+            "peak_memory_bytes": r.peak_memory,
+            "scores": pair.scores,
+            "score_errors": pair.score_errors,
+            "npnet": self.npnet_info(r),
+            "versions": _versions(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+
+    def write_bundle(self, pair: Pair) -> Path:
+        """A zip of one PNG per method, ``latents.safetensors`` and ``meta.json`` in a request folder."""
+        from safetensors.torch import save
+
+        folder = self.temp.new_dir(f"seed{pair.result.settings['seed']}")
+        path = folder / f"npnet_pair_seed{pair.result.settings['seed']}.zip"
+        latents = {k: v.contiguous() for k, v in pair.result.latents.items()}
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for method, image in pair.result.images.items():
+                buf = io.BytesIO()
+                image.save(buf, format="PNG")
+                zf.writestr(f"{method}.png", buf.getvalue())
+            zf.writestr("latents.safetensors", save(latents))
+            zf.writestr("meta.json", json.dumps(self.meta(pair), indent=2, default=str))
+        return path
+
+    def with_pair_defaults(self, request: GenerationRequest) -> GenerationRequest:
+        """Fill the NPNet override from --npnet for the default model."""
+        if request.npnet is None and request.model == self.default_model and self.config.npnet:
+            return dataclasses.replace(request, npnet=self.config.npnet)
+        return request
+
+    # -- cancellation ------------------------------------------------------------------------------
+    def stop_flag(self, session: str) -> threading.Event:
+        """A fresh cancel flag for ``session``'s next long job."""
+        event = threading.Event()
+        self._stops[session] = event
+        return event
+
+    def request_stop(self, session: str) -> bool:
+        event = self._stops.get(session)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+
+def preset_summary(model: str) -> str:
+    p = MODEL_PRESETS[model]
+    return f"{p.description} — {p.width}x{p.height}, {p.steps} steps, CFG {p.guidance_scale}, {p.scheduler}"

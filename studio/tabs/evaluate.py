@@ -1,0 +1,209 @@
+"""Evaluate tab: one-click paper presets or a custom benchmark, with progress, cancel, resume and downloads."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from npnet.service import METHODS
+from studio.errors import user_errors
+from studio.evaluation import (
+    PROMPT_FILE_SUFFIXES,
+    apply_caps,
+    check_prompt_file,
+    config_for,
+    config_from_run,
+    new_run_dir,
+    parse_seeds,
+    previous_runs,
+    run_evaluation,
+    sample_images,
+)
+from studio.service import StudioService
+from studio.spaces_compat import gpu
+
+CUSTOM_LIST = "(prompts typed below)"
+
+
+def _presets() -> dict:
+    from eval.presets import EVAL_PRESETS
+
+    return EVAL_PRESETS
+
+
+def _prompt_sets() -> list[str]:
+    from eval.prompts import available_prompt_sets
+
+    return [CUSTOM_LIST, *available_prompt_sets()]
+
+
+def default_preset(service: StudioService) -> str:
+    """The first preset that runs on the default model (an offline one here), else the first preset."""
+    presets = _presets()
+    return next((n for n, p in presets.items() if p["model"] == service.default_model), next(iter(presets)))
+
+
+def custom_fields(
+    service, model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps
+):
+    """BenchmarkConfig fields from the custom form (uploaded file > typed prompts > prompt set)."""
+    if model not in service.models():
+        raise ValueError(
+            f"model {model!r} is not available here; choose one of {', '.join(service.models())}"
+        )
+    if prompts_file:
+        prompts = str(check_prompt_file(prompts_file))
+    elif prompts_text and prompts_text.strip():
+        prompts = tuple(line.strip() for line in prompts_text.splitlines() if line.strip())
+    elif prompt_set and prompt_set != CUSTOM_LIST:
+        prompts = prompt_set
+    else:
+        raise ValueError("no prompts: pick a prompt set, type prompts (one per line) or upload a prompt file")
+    if not methods or not metrics:
+        raise ValueError("choose at least one method and one metric")
+    limit = int(limit) if limit else None
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be a positive number of prompts (or empty for all)")
+    steps = int(steps) if steps else None
+    fields = {"model": model, "prompts": prompts, "limit": limit, "seeds": parse_seeds(seeds)}
+    return {**fields, "methods": tuple(methods), "metrics": tuple(metrics), "steps": steps}
+
+
+def _outputs(service, outcome):
+    runs = previous_runs(service)
+    return (
+        outcome.status,
+        outcome.summary,
+        outcome.win_rates,
+        outcome.per_prompt,
+        outcome.files,
+        gr.update(choices=runs, value=str(outcome.run_dir)),
+        outcome.rows,
+    )
+
+
+def _run(service, config, note, progress, request):
+    stop = service.stop_flag(request.session_hash if request else "api")
+
+    def report(done: int, total: int, desc: str) -> None:
+        progress((done, total), desc=desc)
+
+    progress(0, desc=f"loading {config.model} and the metrics ...")
+    return _outputs(service, run_evaluation(service, config, report, stop.is_set, note))
+
+
+def make_handlers(service: StudioService):
+    @gpu(duration=600)
+    @user_errors
+    def evaluate(
+        preset, model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps,
+        progress=gr.Progress(), request: gr.Request = None,
+    ):  # fmt: skip
+        """Run a preset (when ``preset`` is set) or the custom settings; returns tables, chart, files."""
+        if preset:
+            if preset not in _presets():
+                raise ValueError(f"unknown preset {preset!r}; choose one of {list(_presets())}")
+            fields, label = dict(_presets()[preset]), preset
+        else:
+            fields = custom_fields(
+                service, model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps
+            )
+            label = f"{model}-custom"
+        fields, note = apply_caps(service, fields)
+        return _run(
+            service, config_for(service, fields, new_run_dir(service, label)), note, progress, request
+        )
+
+    @gpu(duration=600)
+    @user_errors
+    def resume(run_dir, progress=gr.Progress(), request: gr.Request = None):
+        """Continue a previous run directory where it stopped."""
+        if not run_dir:
+            raise ValueError("pick a previous run to resume")
+        return _run(service, config_from_run(service, run_dir), "", progress, request)
+
+    def stop(request: gr.Request = None) -> str:
+        found = service.request_stop(request.session_hash if request else "api")
+        return "Stopping after the current sample ..." if found else "Nothing is running in this session."
+
+    return evaluate, resume, stop
+
+
+def _fill_from_preset(service, name):
+    p = _presets().get(name)
+    if not p:
+        return [gr.update()] * 7
+    prompts = p["prompts"] if isinstance(p["prompts"], str) else CUSTOM_LIST
+    return (
+        gr.update(value=p["model"]) if p["model"] in service.models() else gr.update(),
+        gr.update(value=prompts),
+        p.get("limit"),
+        ",".join(str(s) for s in p.get("seeds", (0,))),
+        gr.update(value=[m for m in p["methods"] if m in METHODS]),
+        gr.update(value=[m for m in p["metrics"] if m in service.metric_choices()]),
+        p.get("steps") or 0,
+    )
+
+
+def build_evaluate_tab(service: StudioService) -> None:
+    cap = service.config.eval_prompt_cap
+    gr.Markdown(
+        "Reproduce the paper's tables (presets) or run your own benchmark: win rates vs standard on the same "
+        "(prompt, seed) with paired bootstrap 95% CIs and sign tests."
+        + (f" This server caps runs at {cap} prompts." if cap else "")
+    )
+    evaluate, resume, stop = make_handlers(service)
+    with gr.Row():
+        preset = gr.Dropdown(list(_presets()), value=default_preset(service), label="Preset", scale=3)
+        run_preset = gr.Button("Run preset", variant="primary", scale=1, elem_id="eval-run-preset")
+    with gr.Accordion("Custom run", open=False):
+        with gr.Row():
+            model = gr.Dropdown(service.models(), value=service.default_model, label="Model")
+            prompt_set = gr.Dropdown(_prompt_sets(), value="examples", label="Prompt set")
+            limit = gr.Number(value=4, precision=0, minimum=1, label="Limit (prompts)")
+            seeds = gr.Textbox(value="0", label="Seeds", info="e.g. 0,1 or 0-7")
+            steps = gr.Number(value=0, precision=0, minimum=0, label="Steps (0 = model default)")
+        prompts_text = gr.Textbox(label="…or type prompts (one per line)", lines=3)
+        prompts_file = gr.File(
+            label="…or upload a prompt file", file_types=list(PROMPT_FILE_SUFFIXES), height=90
+        )
+        with gr.Row():
+            methods = gr.CheckboxGroup(list(METHODS), value=["standard", "npnet"], label="Methods")
+            metrics = gr.CheckboxGroup(
+                service.metric_choices(),
+                value=service.default_metrics(service.default_model),
+                label="Metrics",
+            )
+        run_custom = gr.Button("Run custom", variant="primary", elem_id="eval-run-custom")
+    with gr.Row():
+        runs = gr.Dropdown(previous_runs(service), label="Previous runs", allow_custom_value=True, scale=3)
+        resume_btn = gr.Button("Resume run", scale=1)
+        cancel = gr.Button("Cancel", variant="stop", scale=1)
+    status = gr.Markdown(elem_id="eval-status")
+    summary = gr.Dataframe(label="Results (mean with 95% CI, win rate vs standard)", interactive=False)
+    chart = gr.Plot(label="Win rate vs standard (Fig. 3 style)", elem_id="eval-chart")
+    per_prompt = gr.Dataframe(label="Per prompt and seed (select a row to see its images)", interactive=False)
+    images = gr.Gallery(label="Images of the selected sample", columns=4, height=260, preview=False)
+    files = gr.File(label="Downloads (summary CSV, rows parquet, HTML report)", file_count="multiple")
+    rows_state = gr.State()
+
+    outputs = [status, summary, chart, per_prompt, files, runs, rows_state]
+    form = [model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps]
+    run_custom.click(
+        evaluate, inputs=[gr.State(""), *form], outputs=outputs, api_name="evaluate", concurrency_id="gpu"
+    )
+    run_preset.click(
+        evaluate, inputs=[preset, *form], outputs=outputs, api_name="evaluate_preset", concurrency_id="gpu"
+    )
+    resume_btn.click(resume, inputs=runs, outputs=outputs, api_name="resume_evaluation", concurrency_id="gpu")
+    cancel.click(stop, outputs=status, queue=False, api_visibility="private")
+    preset.change(
+        lambda name: _fill_from_preset(service, name), inputs=preset,
+        outputs=[model, prompt_set, limit, seeds, methods, metrics, steps], api_visibility="private", queue=False,
+    )  # fmt: skip
+    per_prompt.select(_show_sample, inputs=rows_state, outputs=images, api_visibility="private")
+
+
+def _show_sample(rows, evt: gr.SelectData):
+    if rows is None or not evt.row_value:
+        return []
+    return sample_images(rows, int(evt.row_value[0]), int(evt.row_value[1]))

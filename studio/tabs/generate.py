@@ -1,0 +1,253 @@
+"""Generate tab: one prompt and seed -> standard / NPNet / inversion images side by side, scores, costs."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from npnet.schedulers import scheduler_names
+from npnet.service import GenerationRequest
+from studio.errors import user_errors
+from studio.examples import example_prompts
+from studio.render import aspect_size, pair_outputs, size_choices
+from studio.service import StudioService, preset_summary
+from studio.spaces_compat import gpu
+
+METHOD_CHOICES = [
+    ("Standard", "standard"),
+    ("NPNet (golden noise)", "npnet"),
+    ("Inversion (re-denoise)", "inversion"),
+]
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt")
+MAX_SEED = 2**31 - 1
+
+
+@dataclass
+class GenerateTab:
+    """Components other tabs read or update."""
+
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    seed: gr.Number
+    settings: list  # [model, npnet, scheduler, steps, guidance_scale, width, height] in request order
+    methods: gr.CheckboxGroup
+    metrics: gr.CheckboxGroup
+    outputs: list  # gallery, slider, scores, timings, summary, download
+    button: gr.Button
+    events: tuple  # the generate events (button, Enter in the prompt) for chaining the analysis
+
+
+def _int(name: str, value, low: int = 0) -> int:
+    if value is None or value == "":
+        raise ValueError(f"{name} is empty; enter a whole number")
+    if float(value) != int(float(value)) or int(float(value)) < low:
+        raise ValueError(f"{name} must be a whole number >= {low}; got {value}")
+    return int(float(value))
+
+
+def build_request(
+    service: StudioService,
+    prompt,
+    negative_prompt,
+    seed,
+    model,
+    npnet,
+    scheduler,
+    steps,
+    guidance_scale,
+    width,
+    height,
+    methods,
+) -> GenerationRequest:
+    """Validate the form and build a GenerationRequest (ValueError with the fix on bad input)."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("the prompt is empty: describe the image you want, e.g. 'a red circle'")
+    if model not in service.models():
+        raise ValueError(
+            f"model {model!r} is not available here; choose one of {', '.join(service.models())}"
+        )
+    if not methods:
+        raise ValueError("choose at least one method (standard, npnet, inversion) under Advanced options")
+    npnet = (npnet or "").strip() or None
+    if npnet == service.preset(model).npnet_checkpoint:
+        npnet = None
+    return service.with_pair_defaults(
+        GenerationRequest(
+            model=model,
+            prompt=prompt.strip(),
+            negative_prompt=negative_prompt or "",
+            seed=_int("seed", 0 if seed is None else seed),
+            steps=_int("steps", steps, 1),
+            guidance_scale=float(guidance_scale),
+            scheduler=scheduler or None,
+            width=_int("width", width, 1),
+            height=_int("height", height, 1),
+            methods=tuple(methods),
+            npnet=npnet,
+        )
+    )
+
+
+def make_generate(service: StudioService):
+    @gpu(duration=120)
+    @user_errors
+    def generate(
+        prompt,
+        negative_prompt,
+        seed,
+        model,
+        npnet,
+        scheduler,
+        steps,
+        guidance_scale,
+        width,
+        height,
+        methods,
+        metrics,
+        progress=gr.Progress(),
+    ):
+        """Images of every chosen method from one seed, with scores, costs and a download bundle."""
+        request = build_request(
+            service, prompt, negative_prompt, seed, model, npnet, scheduler, steps, guidance_scale, width,
+            height, methods,
+        )  # fmt: skip
+        progress(0.05, desc=f"loading {model} (first use only) ...")
+        service.engine.load(request.model, request.npnet if "npnet" in request.methods else None)
+        progress(0.3, desc="generating ...")
+        pair = service.generate(request, metrics or [])
+        return (*pair_outputs(service, pair), pair)
+
+    return generate
+
+
+def _model_defaults(service: StudioService, model: str) -> tuple:
+    p = service.preset(model)
+    choices = service.npnet_choices(model)
+    return (
+        gr.update(choices=choices, value=service.default_npnet(model)),
+        gr.update(value=p.scheduler),
+        gr.update(value=p.steps),
+        gr.update(value=p.guidance_scale),
+        gr.update(choices=size_choices(p.width, p.height, p.size_multiple), value="1:1"),
+        gr.update(value=p.width, step=p.size_multiple),
+        gr.update(value=p.height, step=p.size_multiple),
+        gr.update(value=service.default_metrics(model)),
+        f"*{preset_summary(model)}*",
+    )
+
+
+def _check_upload(service: StudioService, path: str | None):
+    """An uploaded NPNet checkpoint: right suffix and size, else a clear error; returns the spec to use."""
+    if not path:
+        return gr.update()
+    file = Path(path)
+    if file.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise gr.Error(f"{file.name}: upload an NPNet checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})")
+    if file.stat().st_size > service.config.max_upload_mb * 2**20:
+        raise gr.Error(f"{file.name} is larger than {service.config.max_upload_mb} MB")
+    return gr.update(value=str(file))
+
+
+def build_generate_tab(service: StudioService, pair_state: gr.State) -> GenerateTab:
+    model = service.default_model
+    p = service.preset(model)
+    with gr.Row():
+        with gr.Column(scale=3):
+            prompt = gr.Textbox(label="Prompt", lines=2, placeholder="e.g. a red circle above a blue square")
+            negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="optional")
+        with gr.Column(scale=1, min_width=220):
+            with gr.Row():
+                seed = gr.Number(label="Seed", precision=0, minimum=0, maximum=MAX_SEED, scale=3)
+                dice = gr.Button("🎲", scale=1, min_width=40, elem_id="randomise-seed")
+            button = gr.Button("Generate", variant="primary", elem_id="generate-button")
+    with gr.Accordion("Advanced options", open=False):
+        with gr.Row():
+            model_dd = gr.Dropdown(service.models(), value=model, label="Model")
+            npnet = gr.Dropdown(
+                service.npnet_choices(model), value=service.default_npnet(model), label="NPNet checkpoint",
+                allow_custom_value=True, info="a name, hub id (owner/repo/file) or local path",
+            )  # fmt: skip
+            upload = gr.File(label="…or upload one", file_types=list(CHECKPOINT_SUFFIXES), height=90)
+        model_note = gr.Markdown(f"*{preset_summary(model)}*")
+        with gr.Row():
+            scheduler = gr.Dropdown(scheduler_names(), value=p.scheduler, label="Scheduler")
+            steps = gr.Slider(1, 100, value=p.steps, step=1, label="Steps")
+            cfg = gr.Slider(0.0, 15.0, value=p.guidance_scale, step=0.1, label="CFG (guidance scale)")
+        with gr.Row():
+            aspect = gr.Dropdown(size_choices(p.width, p.height, p.size_multiple), value="1:1", label="Size")
+            width = gr.Number(value=p.width, precision=0, label="Width", step=p.size_multiple)
+            height = gr.Number(value=p.height, precision=0, label="Height", step=p.size_multiple)
+        with gr.Row():
+            methods = gr.CheckboxGroup(METHOD_CHOICES, value=["standard", "npnet"], label="Methods")
+            metrics = gr.CheckboxGroup(
+                service.metric_choices(), value=service.default_metrics(model), label="Metrics"
+            )
+    gallery = gr.Gallery(
+        label="Same seed, same prompt", columns=3, height=420, format="png", object_fit="contain",
+        elem_id="pair-gallery", preview=False,
+    )  # fmt: skip
+    slider = gr.ImageSlider(
+        label="Compare (standard | NPNet)", format="png", elem_id="pair-slider", height=420
+    )
+    with gr.Row():
+        scores = gr.Dataframe(label="Scores", interactive=False, elem_id="pair-scores")
+        timings = gr.Dataframe(label="Time and peak memory per image", interactive=False)
+    summary = gr.Markdown(elem_id="pair-summary")
+    download = gr.File(label="Download the pair (PNGs, latents, meta.json)", elem_id="pair-download")
+    outputs = [gallery, slider, scores, timings, summary, download]
+    settings = [model_dd, npnet, scheduler, steps, cfg, width, height]
+
+    generate = make_generate(service)
+    inputs = [prompt, negative, seed, *settings, methods, metrics]
+    events = (
+        button.click(generate, inputs, [*outputs, pair_state], api_name="generate", concurrency_id="gpu"),
+        prompt.submit(
+            generate, inputs, [*outputs, pair_state], api_visibility="private", concurrency_id="gpu"
+        ),
+    )
+    dice.click(lambda: random.randint(0, MAX_SEED), outputs=seed, api_visibility="private", queue=False)
+    model_dd.change(
+        lambda m: _model_defaults(service, m),
+        inputs=model_dd,
+        outputs=[npnet, scheduler, steps, cfg, aspect, width, height, metrics, model_note],
+        api_visibility="private",
+        queue=False,
+    )
+    aspect.change(
+        lambda ratio, m: aspect_size(service.preset(m).width, service.preset(m).height, ratio,
+                                     service.preset(m).size_multiple),
+        inputs=[aspect, model_dd], outputs=[width, height], api_visibility="private", queue=False,
+    )  # fmt: skip
+    upload.upload(lambda f: _check_upload(service, f), inputs=upload, outputs=npnet, api_visibility="private")
+    _examples(service, prompt, seed, outputs)
+    return GenerateTab(prompt, negative, seed, settings, methods, metrics, outputs, button, events)
+
+
+def _examples(service: StudioService, prompt, seed, outputs) -> None:
+    """Project-authored example prompts on the default model, cached (eagerly when generation is cheap)."""
+    mode = service.config.cache_examples
+    if mode == "auto":
+        mode = "eager" if service.preset(service.default_model).offline else "lazy"
+    model = service.default_model
+    p = service.preset(model)
+    generate = make_generate(service)
+
+    def run_example(prompt_text, seed_value):
+        out = generate(
+            prompt_text, "", seed_value, model, service.default_npnet(model), p.scheduler, p.steps,
+            p.guidance_scale, p.width, p.height, ["standard", "npnet"], service.default_metrics(model),
+        )  # fmt: skip
+        return out[:-1]  # without the session state
+
+    gr.Examples(
+        examples=[[text, s] for text, s in example_prompts(model)],
+        inputs=[prompt, seed],
+        outputs=outputs,
+        fn=run_example,
+        cache_examples=mode != "off",
+        cache_mode=None if mode == "off" else mode,
+        label="Examples (default model, standard vs NPNet)",
+    )

@@ -1,0 +1,142 @@
+"""Seeds tab: one prompt over K seeds, standard vs NPNet per seed, win rate; a row opens that pair."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gradio as gr
+import pandas as pd
+
+from studio.errors import user_errors
+from studio.render import pair_outputs
+from studio.service import Pair, StudioService
+from studio.spaces_compat import gpu
+from studio.tabs.generate import GenerateTab, build_request
+
+TABLE_COLUMNS = ["seed", "standard", "npnet", "NPNet - standard", "verdict"]
+
+
+def seed_table(pairs: list[Pair], metric: str, higher_is_better: bool) -> pd.DataFrame:
+    """One row per seed: both scores, the difference and who won (strictly, as the official code)."""
+    rows = []
+    for pair in pairs:
+        values = pair.scores.get(metric, {})
+        std, gold = values.get("standard"), values.get("npnet")
+        diff = None if std is None or gold is None else gold - std
+        better = None if diff is None else (diff if higher_is_better else -diff)
+        verdict = "no score" if better is None else "NPNet better" if better > 0 else "NPNet worse"
+        if better == 0:
+            verdict = "tie"
+        rows.append(
+            {
+                "seed": pair.result.settings["seed"],
+                "standard": None if std is None else round(std, 5),
+                "npnet": None if gold is None else round(gold, 5),
+                "NPNet - standard": None if diff is None else round(diff, 5),
+                "verdict": verdict,
+            }
+        )
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def summary(pairs: list[Pair], table: pd.DataFrame, metric: str, higher_is_better: bool) -> str:
+    """Win rate over the grid with a paired bootstrap CI and sign test, plus rescued / hurt seeds."""
+    from eval.stats import paired_stats
+
+    scored = table.dropna(subset=["standard", "npnet"])
+    if scored.empty:
+        why = next(iter(pairs[0].score_errors.values()), "no scores") if pairs else "no seeds"
+        return f"No {metric} scores: {why}"
+    st = paired_stats(scored["npnet"], scored["standard"], higher_is_better)
+    rescued = scored.loc[scored["verdict"] == "NPNet better", "seed"].tolist()
+    hurt = scored.loc[scored["verdict"] == "NPNet worse", "seed"].tolist()
+    return (
+        f"**{metric}**: NPNet wins on {st['wins']} of {st['n_pairs']} seeds — win rate "
+        f"**{100 * st['win_rate']:.1f}%** (95% bootstrap CI {100 * st['win_rate_ci_low']:.1f}–"
+        f"{100 * st['win_rate_ci_high']:.1f}%), {st['ties']} ties, {st['losses']} losses, sign test "
+        f"p = {st['sign_p']:.3g}; mean difference {st['mean_diff']:+.4g}.\n\n"
+        f"Rescued (NPNet better): {rescued or 'none'} · Hurt (NPNet worse): {hurt or 'none'}. "
+        "Select a row to open that pair in Generate and Noise analysis."
+    )
+
+
+def make_run_seeds(service: StudioService):
+    @gpu(duration=300)
+    @user_errors
+    def run_seeds(
+        prompt, negative_prompt, first_seed, count, metric, model, npnet, scheduler, steps, guidance_scale,
+        width, height, progress=gr.Progress(),
+    ):  # fmt: skip
+        """Standard and NPNet images for seeds first_seed .. first_seed + count - 1, scored by ``metric``."""
+        count = int(count)
+        if not 1 <= count <= service.config.max_seeds:
+            raise ValueError(f"seed count must be between 1 and {service.config.max_seeds} on this server")
+        if not metric:
+            raise ValueError("choose a metric to rank the seeds")
+        request = build_request(
+            service, prompt, negative_prompt, first_seed, model, npnet, scheduler, steps, guidance_scale,
+            width, height, ("standard", "npnet"),
+        )  # fmt: skip
+        pairs = []
+        for k in progress.tqdm(range(count), desc="seeds"):
+            pairs.append(service.generate(dataclasses.replace(request, seed=request.seed + k), [metric]))
+        hib = service.scorer(metric).higher_is_better
+        table = seed_table(pairs, metric, hib)
+        gallery = [
+            (p.result.images[m], f"seed {p.result.settings['seed']} · {m}")
+            for p in pairs
+            for m in ("standard", "npnet")
+        ]
+        return summary(pairs, table, metric, hib), table, gallery, pairs
+
+    return run_seeds
+
+
+def make_open_seed(service: StudioService):
+    @user_errors
+    def open_seed(pairs: list[Pair] | None, evt: gr.SelectData):
+        """The selected row's pair as the current pair; switch to the Generate tab."""
+        if not pairs:
+            raise ValueError("run a seed grid first")
+        row = evt.row_value if evt.row_value else None
+        seed = int(row[0]) if row else pairs[evt.index[0]].result.settings["seed"]
+        pair = next(p for p in pairs if p.result.settings["seed"] == seed)
+        return (*pair_outputs(service, pair), pair, gr.Tabs(selected="generate"))
+
+    return open_seed
+
+
+def build_seeds_tab(service: StudioService, gen: GenerateTab, pair_state: gr.State, tabs: gr.Tabs):
+    gr.Markdown(
+        "One prompt over a grid of seeds with the Generate tab's model and settings: which seeds does "
+        "NPNet rescue or hurt, and how often does it win?"
+    )
+    with gr.Row():
+        prompt = gr.Textbox(label="Prompt", lines=1, scale=3, placeholder="uses this prompt for every seed")
+        first = gr.Number(value=0, precision=0, minimum=0, label="First seed", scale=1)
+        count = gr.Slider(1, service.config.max_seeds, value=min(8, service.config.max_seeds), step=1,
+                          label="Seeds (K)", scale=1)  # fmt: skip
+        metrics = service.metric_choices()
+        default = service.default_metrics(service.default_model)[0]
+        metric = gr.Dropdown(
+            metrics, value=default if default in metrics else metrics[0], label="Metric", scale=1
+        )
+    button = gr.Button("Run seed grid", variant="primary", elem_id="seeds-button")
+    result = gr.Markdown(elem_id="seeds-summary")
+    table = gr.Dataframe(label="Per seed (click a header to sort, a row to open the pair)", interactive=False,
+                         elem_id="seeds-table")  # fmt: skip
+    gallery = gr.Gallery(label="Pairs", columns=8, height=300, format="png", preview=False)
+    seeds_state = gr.State()
+    button.click(
+        make_run_seeds(service),
+        inputs=[prompt, gen.negative_prompt, first, count, metric, *gen.settings],
+        outputs=[result, table, gallery, seeds_state],
+        api_name="seeds",
+        concurrency_id="gpu",
+    )
+    return table.select(
+        make_open_seed(service),
+        inputs=seeds_state,
+        outputs=[*gen.outputs, pair_state, tabs],
+        api_visibility="private",
+    )

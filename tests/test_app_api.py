@@ -1,0 +1,185 @@
+"""The app's named API (gradio_client) against a running app on the offline default, plus its pure helpers."""
+
+import json
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio.config import LaunchConfig, build_parser, config_from_args, default_model, micro_available
+from studio.devserver import running_app
+
+
+def _pixels(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    with running_app(tmp_path_factory.mktemp("app"), "--offline", "--device", "cpu") as (url, proc):
+        yield url
+        assert proc.poll() is None, "the server died during the tests"
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def model(client):
+    info = client.view_api(return_format="dict", print_info=False)
+    params = {p["parameter_name"]: p for p in info["named_endpoints"]["/generate"]["parameters"]}
+    return params["model"]["parameter_default"]
+
+
+def _generate(client, model, prompt="a red circle", seed=5, width=64, height=64, npnet="", methods=None):
+    return client.predict(
+        prompt=prompt, negative_prompt="", seed=seed, model=model, npnet=npnet, scheduler="ddim", steps=3,
+        guidance_scale=5.0, width=width, height=height, methods=["standard", "npnet"] if methods is None else methods,
+        metrics=["toy-brightness"], api_name="/generate",
+    )  # fmt: skip
+
+
+def test_offline_default_model_is_served(model):
+    assert model == default_model(offline=True, has_gpu=False)
+    assert model == ("micro" if micro_available() else "tiny-sdxl")
+
+
+def test_generate_pair_differs_and_same_seed_repeats(client, model):
+    gallery, slider, scores, timings, summary, bundle = _generate(client, model)
+    assert [item["caption"].split(" · ")[0] for item in gallery] == ["Standard (x_T)", "NPNet (golden noise)"]
+    standard, golden = (_pixels(item["image"]) for item in gallery)
+    assert standard.shape == golden.shape == (64, 64, 3)
+    assert np.abs(standard - golden).max() > 0, "NPNet's image equals the standard one"
+    assert len(slider) == 2 and all(slider)
+    assert scores["headers"][:3] == ["metric", "standard", "npnet"]
+    assert len(timings["data"]) == 2 and "NPNet" in summary
+    again = _generate(client, model)[0]
+    np.testing.assert_array_equal(_pixels(again[0]["image"]), standard)
+    np.testing.assert_array_equal(_pixels(again[1]["image"]), golden)
+    import zipfile
+
+    with zipfile.ZipFile(bundle) as zf:
+        assert {"standard.png", "npnet.png", "meta.json", "latents.safetensors"} <= set(zf.namelist())
+        meta = json.loads(zf.read("meta.json"))
+    assert meta["settings"]["seed"] == 5 and meta["settings"]["steps"] == 3
+
+
+def test_analyze_returns_figures_for_the_session_pair(client, model):
+    _generate(client, model, methods=["standard", "npnet", "inversion"])
+    header, *plots, stats = client.predict(api_name="/analyze")
+    assert "golden" in header and "inversion" in header
+    for plot in plots:
+        assert plot["type"] == "plotly"
+        assert len(json.loads(plot["plot"])["data"]) >= 2
+    assert len(stats["data"]) == 5  # 3 noises + 2 residuals
+
+
+def test_evaluate_two_prompts_returns_table_and_chart(client, model):
+    status, summary, chart, per_prompt, files, _runs = client.predict(
+        model=model, prompt_set="(prompts typed below)", prompts_text="a red circle\na blue square",
+        prompts_file=None, limit=2, seeds="0", methods=["standard", "npnet"], metrics=["toy-brightness"],
+        steps=2, api_name="/evaluate",
+    )  # fmt: skip
+    assert "Done" in status
+    assert {"metric", "method", "win_rate"} <= set(summary["headers"])
+    assert {row[1] for row in summary["data"]} == {"standard", "npnet"}
+    assert chart["type"] == "plotly" and json.loads(chart["plot"])["data"]
+    assert len(per_prompt["data"]) == 2
+    assert sorted(f.rsplit(".", 1)[-1] for f in files) == ["csv", "html", "parquet"]
+
+
+def _error(fn, *args, **kwargs) -> str:
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as info:
+        fn(*args, **kwargs)
+    return str(info.value)
+
+
+def test_bad_inputs_give_clear_errors_and_the_server_stays_up(client, model, tmp_path, app_url):
+    from gradio_client import Client
+
+    from npnet.tiny import TINY_BERT_DIM, build_tiny_npnet
+
+    assert "prompt is empty" in _error(_generate, client, model, prompt="   ")
+    assert "multiple of 8" in _error(_generate, client, model, width=60)
+    assert "at least one method" in _error(_generate, client, model, methods=[])
+    dit = build_tiny_npnet(TINY_BERT_DIM, seed=0, device="cpu")
+    path = dit.save_pretrained(tmp_path / "dit.safetensors")
+    assert "Hunyuan-DiT" in _error(_generate, client, model, npnet=str(path))
+    fresh = Client(app_url, verbose=False)
+    assert "generate one" in _error(fresh.predict, api_name="/analyze")
+    bad_seeds = dict(prompts_file=None, limit=2, methods=["standard"], metrics=["toy-brightness"], steps=2)
+    assert "seeds" in _error(
+        client.predict, model=model, prompt_set="(prompts typed below)", prompts_text="a", seeds="x",
+        api_name="/evaluate", **bad_seeds,
+    )  # fmt: skip
+    assert len(_generate(client, model)[0]) == 2  # still serving
+
+
+def test_four_concurrent_generate_calls_succeed(app_url, model):
+    from gradio_client import Client
+
+    results, errors = {}, []
+
+    def call(seed: int) -> None:
+        try:
+            results[seed] = _generate(Client(app_url, verbose=False), model, seed=seed)[0]
+        except Exception as err:  # collected and asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=call, args=(seed,)) for seed in (11, 12, 13, 14)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors and sorted(results) == [11, 12, 13, 14]
+    firsts = [_pixels(results[s][0]["image"]) for s in sorted(results)]
+    assert any(np.abs(firsts[0] - other).max() > 0 for other in firsts[1:])
+
+
+# -- pure helpers -------------------------------------------------------------------------------
+def test_launch_flags_and_shared_gating():
+    args = build_parser().parse_args(
+        [
+            "--model",
+            "tiny-sdxl",
+            "--auth",
+            "me:pw",
+            "--queue-size",
+            "3",
+            "--offline",
+            "--max-eval-prompts",
+            "5",
+        ]
+    )
+    config = config_from_args(args)
+    assert config.auth == ("me", "pw") and config.queue_size == 3 and config.offline is True
+    assert config.eval_prompt_cap == 5 and config.training_enabled
+    shared = LaunchConfig(share=True)
+    assert shared.shared and not shared.training_enabled and shared.eval_prompt_cap == 8
+    assert LaunchConfig(host="0.0.0.0", allow_training=True).training_enabled
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--auth", "nopassword"])
+    assert default_model(offline=False, has_gpu=True) == "sdxl"
+
+
+def test_form_helpers():
+    from studio.errors import OOM_HINT, to_gr_error
+    from studio.evaluation import parse_seeds
+    from studio.render import aspect_size
+
+    assert aspect_size(1024, 1024, "16:9") == (1368, 768)
+    assert all(v % 8 == 0 for v in aspect_size(64, 64, "4:3"))
+    assert parse_seeds("0, 2-4,2") == (0, 2, 3, 4)
+    with pytest.raises(ValueError, match="seeds"):
+        parse_seeds("-1")
+    import torch
+
+    assert to_gr_error(torch.OutOfMemoryError("CUDA out of memory")).message == OOM_HINT
+    assert "smaller size" in OOM_HINT and "offload" in OOM_HINT
