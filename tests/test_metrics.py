@@ -229,10 +229,10 @@ def test_mps_compare_is_a_probability(tiny, images):
     ("name", "repo", "filename"),
     [
         ("hpsv2", "xswu/HPSv2", "HPS_v2.1_compressed.pt"),
-        ("pickscore", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "*.json"),
+        ("pickscore", "yuvalkirstain/PickScore_v1", "model.safetensors"),
         ("aes", "camenduru/improved-aesthetic-predictor", "sac+logos+ava1-l14-linearMSE.pth"),
         ("imagereward", "RE-N-Y/ImageReward", "model.safetensors"),
-        ("clipscore", "openai/clip-vit-large-patch14", "*.json"),
+        ("clipscore", "openai/clip-vit-large-patch14", "model.safetensors"),
         ("mps", "RE-N-Y/mpsv1", "model.safetensors"),
     ],
 )
@@ -250,6 +250,9 @@ def test_local_path_without_the_file_says_which(tmp_path):
         get_scorer("hpsv2", checkpoint=tmp_path).load()
     with pytest.raises(ValueError, match="does not exist"):
         get_scorer("aes", mlp="/no/such/dir/weights").load()
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"lacks model.safetensors \(or pytorch_model.bin\)"):
+        get_scorer("clipscore", model=tmp_path).load()
 
 
 def test_mismatched_checkpoint_is_a_clear_error(tiny, tmp_path):

@@ -88,15 +88,15 @@ class AestheticScorer(Scorer):
     def _load(self) -> None:
         mlp_path = resolve_file(self.mlp_source, AES_MLP_FILE, what="AES MLP", cache_dir=self.cache_dir)
         self.mlp = load_aesthetic_mlp(mlp_path).to(self.device).eval()
-        self.processor = load_clip_processor(
-            self.backbone_source, what="AES CLIP processor", cache_dir=self.cache_dir
-        )
         self.clip = load_clip_model(
             self.backbone_source,
             what="AES CLIP backbone",
             device=self.device,
             dtype=self.dtype,
             cache_dir=self.cache_dir,
+        )
+        self.processor = load_clip_processor(
+            self.backbone_source, what="AES CLIP processor", cache_dir=self.cache_dir
         )
         width = self.clip.config.projection_dim
         if self.mlp.layers[0].in_features != width:

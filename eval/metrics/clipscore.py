@@ -46,15 +46,15 @@ class CLIPScoreScorer(Scorer):
         self.cache_dir = cache_dir
 
     def _load(self) -> None:
-        self.processor = load_clip_processor(
-            self.processor_source, what="CLIPScore processor", cache_dir=self.cache_dir
-        )
         self.model = load_clip_model(
             self.model_source,
             what="CLIPScore model",
             device=self.device,
             dtype=self.dtype,
             cache_dir=self.cache_dir,
+        )
+        self.processor = load_clip_processor(
+            self.processor_source, what="CLIPScore processor", cache_dir=self.cache_dir
         )
 
     def _score_batch(self, images: list[Image.Image], prompts: list[str]) -> torch.Tensor:

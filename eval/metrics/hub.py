@@ -20,6 +20,8 @@ _HUB_ERRORS = (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OS
 
 def _download_hint(repo_id: str, files: Sequence[str], repo_type: str) -> str:
     kind = " --repo-type dataset" if repo_type == "dataset" else ""
+    if any(ch in name for name in files for ch in "*?["):
+        return f"hf download {repo_id}{kind} " + " ".join(f"--include '{name}'" for name in files)
     return f"hf download {repo_id} {' '.join(files)}{kind}"
 
 
@@ -80,6 +82,8 @@ def resolve_dir(
     path = Path(source)
     if path.is_dir():
         missing = [name for name in required if not (path / name).is_file()]
+        if weights and not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+            missing.append("model.safetensors (or pytorch_model.bin)")
         if missing:
             raise ValueError(f"{what}: local directory {path} lacks {', '.join(missing)}")
         return path
@@ -90,6 +94,8 @@ def resolve_dir(
     if weights and not any(local.glob("*.safetensors")):
         local = _snapshot(str(source), list(CONFIG_PATTERNS) + list(BIN_PATTERNS), what, revision, cache_dir)
     missing = [name for name in required if not (local / name).is_file()]
+    if weights and not any(local.glob("*.safetensors")) and not any(local.glob("*.bin")):
+        missing += list(SAFETENSORS_PATTERNS[:1]) + list(BIN_PATTERNS[:1])
     if missing:
         raise _offline_error(what, str(source), missing, "model", FileNotFoundError(", ".join(missing)))
     return local

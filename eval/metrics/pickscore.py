@@ -15,6 +15,7 @@ from PIL import Image
 
 from eval.metrics.base import Scorer
 from eval.metrics.hf_clip import image_embeds, load_clip_model, load_clip_processor, text_embeds
+from eval.metrics.hub import resolve_dir
 
 PICKSCORE_MODEL = "yuvalkirstain/PickScore_v1"
 PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
@@ -41,16 +42,17 @@ class PickScoreScorer(Scorer):
         self.cache_dir = cache_dir
 
     def _load(self) -> None:
-        self.processor = load_clip_processor(
-            self.processor_source, what="PickScore processor", cache_dir=self.cache_dir
-        )
-        self.model = load_clip_model(
-            self.model_source,
-            what="PickScore model",
-            device=self.device,
-            dtype=self.dtype,
+        # resolve both repos before building anything, so a missing download is reported at once
+        model_dir = resolve_dir(self.model_source, what="PickScore model", cache_dir=self.cache_dir)
+        processor_dir = resolve_dir(
+            self.processor_source,
+            what="PickScore processor",
+            required=(),
+            weights=False,
             cache_dir=self.cache_dir,
         )
+        self.model = load_clip_model(model_dir, what="PickScore model", device=self.device, dtype=self.dtype)
+        self.processor = load_clip_processor(processor_dir, what="PickScore processor")
 
     def _score_batch(self, images: list[Image.Image], prompts: list[str]) -> torch.Tensor:
         img = image_embeds(self.model, self.processor, images, self.device, self.dtype)  # (b, D)
