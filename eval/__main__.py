@@ -36,7 +36,9 @@ def add_run_parser(subparsers) -> None:
         default=("standard", "npnet"),
         help="standard, npnet, inversion, best-of-N, npnet+best-of-N",
     )
-    p.add_argument("--metrics", type=_csv(), default=None, help="e.g. hpsv2,pickscore,aes,imagereward,clipscore,mps")
+    p.add_argument(
+        "--metrics", type=_csv(), default=None, help="e.g. hpsv2,pickscore,aes,imagereward,clipscore,mps"
+    )
     p.add_argument("--verifier", default=None, help="best-of-N selection metric (default: first metric)")
     p.add_argument("--negative-prompt", default=None)
     p.add_argument("--steps", type=int, default=None)

@@ -60,7 +60,7 @@ class BenchmarkConfig:
     column: str | None = None
     seeds: tuple[int, ...] = (0,)
     methods: tuple[str, ...] = ("standard", "npnet")
-    metrics: tuple[str, ...] = ("toy-brightness",)
+    metrics: tuple[str, ...] = ("hpsv2",)
     verifier: str | None = None  # best-of-N selection metric; default: the first metric
     negative_prompt: str = ""
     steps: int | None = None
@@ -253,7 +253,7 @@ class _Context:
 
     def pick(self, prompt: str, candidates: list) -> int:
         """Index of the verifier's best candidate."""
-        scores = self.verifier(candidates, [prompt] * len(candidates))
+        scores = self.verifier.score(candidates, [prompt] * len(candidates))
         return int(scores.argmax() if self.verifier.higher_is_better else scores.argmin())
 
 
@@ -270,7 +270,9 @@ def _run_sample(
         best = ctx.pick(prompt, candidates) if len(candidates) > 1 else 0
         chosen[method] = (seeds[best], candidates[best], kind)
     images = [chosen[m][1] for m in methods]
-    scores = {name: scorer(images, [prompt] * len(images)).tolist() for name, scorer in ctx.scorers.items()}
+    scores = {
+        name: scorer.score(images, [prompt] * len(images)).tolist() for name, scorer in ctx.scorers.items()
+    }
     rows = []
     for i, method in enumerate(methods):
         chosen_seed, _, kind = chosen[method]
@@ -316,7 +318,13 @@ def _error_rows(
 
 
 def _complete(row: dict, metrics: tuple[str, ...]) -> bool:
-    return not row.get("error") and all(row.get(m) is not None for m in metrics)
+    """A row counts when it has no error and a finite value for every metric (NaN = missing in pandas)."""
+    has_error = isinstance(row.get("error"), str) and bool(row["error"])
+    return bool(row) and not has_error and all(_finite(row.get(m)) for m in metrics)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and value == value
 
 
 def _todo(config: BenchmarkConfig, done: dict[str, dict], index: int, seed: int) -> list[str]:

@@ -1,0 +1,220 @@
+"""Benchmark runner on tiny-sdxl: caching, resume after a crash, sharding, per-sample errors."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from eval.benchmark import BenchmarkConfig, candidate_seeds, load_rows, parse_method, run_benchmark
+from eval.metrics import get_scorer
+from npnet.service import GoldenNoiseService
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPTS = ("a red cube on a table", "two cats", "a watercolor lighthouse")
+COMPARE = [
+    "prompt_index",
+    "prompt",
+    "seed",
+    "method",
+    "chosen_seed",
+    "generations",
+    "toy-brightness",
+    "toy-colorfulness",
+]
+
+
+@pytest.fixture(scope="module")
+def service():
+    return GoldenNoiseService(device="cpu", offline=True, progress=False)
+
+
+def _config(out, **kw) -> BenchmarkConfig:
+    base = dict(
+        model="tiny-sdxl",
+        prompts=PROMPTS,
+        out=str(out),
+        seeds=(0, 1),
+        steps=2,
+        methods=("standard", "npnet", "inversion"),
+        metrics=("toy-brightness", "toy-colorfulness"),
+        device="cpu",
+        offline=True,
+    )
+    base.update(kw)
+    return BenchmarkConfig(**base)
+
+
+class CountingService:
+    """Wraps the real service and counts generated images."""
+
+    def __init__(self, service):
+        self.inner, self.images = service, 0
+        self.offline, self.device = service.offline, service.device
+
+    def load(self, *a, **k):
+        return self.inner.load(*a, **k)
+
+    def generate(self, request):
+        self.images += len(request.methods)
+        return self.inner.generate(request)
+
+
+class Crash(BaseException):
+    """Stands in for a kill: not an Exception, so the runner does not record it as a sample error."""
+
+
+def _crashing_factory(after: int):
+    calls = {"n": 0}
+
+    def factory(name):
+        scorer = get_scorer(name)
+        inner = scorer.score
+
+        def score(images, prompts):
+            calls["n"] += 1
+            if calls["n"] > after:
+                raise Crash()
+            return inner(images, prompts)
+
+        scorer.score = score
+        return scorer
+
+    return factory
+
+
+def test_method_names_and_candidate_seeds():
+    assert parse_method("npnet+best-of-4") == ("npnet", 4)
+    assert parse_method("best-of-2") == ("standard", 2)
+    with pytest.raises(ValueError, match="unknown method"):
+        parse_method("golden")
+    seeds = candidate_seeds(7, 4)
+    assert seeds[0] == 7 and len(set(seeds)) == 4 and seeds == candidate_seeds(7, 4)
+
+
+def test_standard_image_is_generated_once_and_shared(tmp_path, service):
+    counting = CountingService(service)
+    cfg = _config(
+        tmp_path / "run",
+        prompts=PROMPTS[:1],
+        seeds=(0,),
+        methods=("standard", "npnet", "best-of-2", "npnet+best-of-2"),
+    )
+    rows = run_benchmark(cfg, service=counting).rows
+    # standard@0, npnet@0, standard@c1, npnet@c1: 4 images for 4 methods needing 6 candidate images
+    assert counting.images == 4
+    assert set(rows["method"]) == set(cfg.methods) and rows["error"].isna().all()
+    bon = rows.set_index("method")
+    best = bon.loc["best-of-2", "toy-brightness"]
+    assert best == max(bon.loc["standard", "toy-brightness"], best)
+    again = CountingService(service)
+    run_benchmark(
+        _config(
+            tmp_path / "run",
+            prompts=PROMPTS[:1],
+            seeds=(0,),
+            methods=("standard", "best-of-2"),
+            metrics=("toy-brightness", "toy-colorfulness"),
+        ),
+        service=again,
+    )
+    assert again.images == 0  # everything came from the cache
+
+
+def test_resume_after_a_crash_gives_the_uninterrupted_rows(tmp_path, service):
+    straight = run_benchmark(_config(tmp_path / "straight"), service=service).rows
+    with pytest.raises(Crash):
+        run_benchmark(
+            _config(tmp_path / "crashed"), service=service, scorer_factory=_crashing_factory(after=5)
+        )
+    partial = load_rows(tmp_path / "crashed")
+    assert 0 < len(partial) < len(straight)
+    with open(tmp_path / "crashed" / "rows.rank0.jsonl", "a") as handle:
+        handle.write('{"key": "torn')  # a kill in the middle of an append
+    resumed = run_benchmark(_config(tmp_path / "crashed"), service=service)
+    assert resumed.counts["skipped"] == len(partial) // 3
+    assert resumed.rows[COMPARE].equals(straight[COMPARE])
+
+
+def test_per_sample_errors_are_recorded_and_retried(tmp_path, service):
+    def factory(name):
+        scorer = get_scorer(name)
+        inner = scorer.score
+
+        def score(images, prompts):
+            if "cats" in prompts[0]:
+                raise RuntimeError("scorer exploded")
+            return inner(images, prompts)
+
+        scorer.score = score
+        return scorer
+
+    result = run_benchmark(_config(tmp_path / "err", seeds=(0,)), service=service, scorer_factory=factory)
+    errors = result.rows[result.rows["error"].notna()]
+    assert set(errors["prompt"]) == {"two cats"} and result.counts["errors"] == 1
+    assert "scorer exploded" in errors["error"].iloc[0]
+    fixed = run_benchmark(_config(tmp_path / "err", seeds=(0,)), service=service)
+    assert fixed.rows["error"].isna().all() and fixed.counts["computed"] == 1
+
+
+def test_changed_generation_settings_refuse_to_resume(tmp_path, service):
+    run_benchmark(
+        _config(tmp_path / "r", prompts=PROMPTS[:1], seeds=(0,), methods=("standard",)), service=service
+    )
+    with pytest.raises(ValueError, match="other settings"):
+        run_benchmark(
+            _config(tmp_path / "r", prompts=PROMPTS[:1], seeds=(0,), steps=3, methods=("standard",)),
+            service=service,
+        )
+
+
+def test_two_process_sharded_run_equals_one_process(tmp_path, service):
+    single = run_benchmark(_config(tmp_path / "one"), service=service).rows
+    cmd = [
+        sys.executable,
+        "-m",
+        "eval",
+        "run",
+        "--model",
+        "tiny-sdxl",
+        "--prompts",
+        str(tmp_path / "p.txt"),
+        "--seeds",
+        "0,1",
+        "--steps",
+        "2",
+        "--methods",
+        "standard,npnet,inversion",
+        "--metrics",
+        "toy-brightness,toy-colorfulness",
+        "--device",
+        "cpu",
+        "--offline",
+        "--out",
+        str(tmp_path / "two"),
+    ]
+    (tmp_path / "p.txt").write_text("\n".join(PROMPTS) + "\n")
+    env = {**os.environ, "WORLD_SIZE": "2", "HF_HUB_OFFLINE": "1"}  # same thread count as this process
+    procs = [
+        subprocess.Popen(
+            cmd, cwd=ROOT, env={**env, "RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for r in range(2)
+    ]
+    outputs = [p.communicate(timeout=300)[0].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    merged = load_rows(tmp_path / "two")
+    assert set(merged["rank"]) == {0, 1}
+    assert merged[COMPARE].equals(single[COMPARE])
+
+
+def test_bad_configurations_fail_early(tmp_path, service):
+    with pytest.raises(ValueError, match="unknown method"):
+        run_benchmark(_config(tmp_path / "b", methods=("standard", "magic")), service=service)
+    with pytest.raises(ValueError, match="pairwise"):
+        run_benchmark(_config(tmp_path / "b", methods=("best-of-2",), metrics=("mps",)), service=service)
+    with pytest.raises(ValueError, match="unknown scorer"):
+        run_benchmark(_config(tmp_path / "b", metrics=("nope",)), service=service)
+    assert torch.is_tensor(get_scorer("toy-brightness").score([], []))
