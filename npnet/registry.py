@@ -178,9 +178,9 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
             npnet_checkpoint="assets/micro/npnet.safetensors",
             width=64,
             height=64,
-            steps=10,
-            guidance_scale=5.5,
-            scheduler="ddim",
+            steps=20,
+            guidance_scale=5.0,
+            scheduler="default",
             dtype="float32",
             offline=True,
             builder="npnet.micro.pipeline:load_micro_pipeline",
@@ -188,7 +188,10 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
         ),
     )
 }
-MICRO_BUILD_HINT = "run `python -m npnet.micro build` to build assets/micro (see npnet/micro)"
+MICRO_BUILD_HINT = (
+    "build the micro world with `python -m npnet.micro train-generator ... --export-to assets/micro/generator` "
+    "and its NPNet into assets/micro/npnet.safetensors (see npnet/micro)"
+)
 
 
 def get_model_preset(name: str) -> ModelPreset:
