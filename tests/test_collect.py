@@ -1,0 +1,172 @@
+"""Noise-pair collection (Alg. 1) on tiny-sdxl: end to end, selection, crash + resume, 2 processes == 1."""
+
+import argparse
+import dataclasses
+
+import pytest
+import torch
+
+from eval.metrics import get_scorer
+from npnet.collect import add_arguments, collect, main, sample_plan
+from npnet.dataset import NoisePairDataset, read_manifest, read_shard_rows
+from npnet.service import GenerationRequest, GoldenNoiseService
+
+PROMPTS = ["a red cube on a table", "a blue ball", "a green tree at night", "a yellow car"]
+SETTINGS = dict(steps=2, shard_size=4, progress=False)  # 2 sampling / re-denoise steps keep the CPU test fast
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models are dominated by threading overhead on a shared CPU: one intra-op thread is much faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def service():
+    return GoldenNoiseService(device="cpu", offline=True, progress=False)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """16 samples (4 prompts x 4 seeds) collected through the CLI with the offline toy scorer."""
+    root = tmp_path_factory.mktemp("collect")
+    (root / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
+    argv = f"--model tiny-sdxl --prompts {root / 'prompts.txt'} --seeds-per-prompt 4 --steps 2 --device cpu"
+    argv += f" --scorer toy-brightness --margin 0 --shard-size 4 --out {root / 'ref'}"
+    result = main(add_arguments(argparse.ArgumentParser()).parse_args(argv.split()))
+    assert (result.collected, result.resumed, result.world) == (16, 0, 1)
+    return root / "ref"
+
+
+def _files(folder):
+    """Merged manifest and shard bytes (shard file name -> bytes)."""
+    shards = {p.name: p.read_bytes() for p in sorted((folder / "shards").glob("*.safetensors"))}
+    return (folder / "manifest.jsonl").read_text().splitlines(), shards
+
+
+def test_collects_16_pairs_end_to_end(reference, service):
+    rows = read_manifest(reference)
+    assert [r["index"] for r in rows] == list(range(16)) and len(list((reference / "shards").iterdir())) == 4
+    for p in range(4):
+        seeds = [r["seed"] for r in rows if r["prompt_index"] == p]
+        assert len(set(seeds)) == 4 and all(0 <= s <= 1024 for s in seeds)  # the paper's seed range
+    assert [r["seed"] for r in rows] == [s.seed for s in sample_plan(PROMPTS, 4)]
+    row = rows[6]
+    data = NoisePairDataset(reference, select=False)
+    x, xp, emb = data[6]
+    request = GenerationRequest(
+        model="tiny-sdxl",
+        prompt=row["prompt"],
+        seed=row["seed"],
+        steps=2,
+        scheduler="ddim",
+        methods=("standard", "inversion"),
+        inversion_guidance_scale=1.0,
+        redenoise_steps=2,
+    )
+    again = service.generate(request)  # Alg. 1 recomputed for one sample
+    torch.testing.assert_close(x, again.latents["standard"][0].half().float(), rtol=0, atol=0)
+    torch.testing.assert_close(xp, again.latents["inversion"][0].half().float(), rtol=0, atol=1e-3)
+    torch.testing.assert_close(emb, again.prompt_embeds[0].half().float(), rtol=0, atol=1e-3)
+    scores = get_scorer("toy-brightness")(
+        [again.images["standard"], again.images["inversion"]], [row["prompt"]] * 2
+    )
+    assert [row["score_standard"], row["score_inversion"]] == pytest.approx(scores.tolist(), abs=1e-5)
+    assert not torch.equal(x, xp)  # re-denoise sampling changed the noise
+
+
+def test_selection_keeps_exactly_the_rows_meeting_the_margin(reference):
+    rows = read_manifest(reference)
+    assert all(r["kept"] == (r["score_standard"] + 0.0 < r["score_inversion"]) for r in rows)
+    deltas = sorted(r["score_inversion"] - r["score_standard"] for r in rows)
+    for margin in (deltas[0] - 1, deltas[5], deltas[10], deltas[-1]):
+        kept = [r["index"] for r in NoisePairDataset(reference, margin=margin).rows]
+        assert kept == [r["index"] for r in rows if r["score_standard"] + margin < r["score_inversion"]]
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def test_resume_after_a_crash_gives_the_uninterrupted_result(reference, service, tmp_path):
+    toy, calls = get_scorer("toy-brightness"), []
+
+    def crashing(images, prompts):
+        calls.append(1)
+        if len(calls) == 6:  # inside block 1, after block 0 was written
+            raise _Crash
+        return toy(images, prompts)
+
+    out = tmp_path / "npd"
+    with pytest.raises(_Crash):
+        collect(service, "tiny-sdxl", PROMPTS[:2], 4, out, crashing, scorer_name="toy-brightness", **SETTINGS)
+    assert [p.name for p in (out / "shards").iterdir()] == ["000000.safetensors"]
+    log = out / "manifest.rank0.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join(lines[:2]) + "\n" + lines[2][:30])  # also a kill between shard and log append
+    result = collect(service, "tiny-sdxl", PROMPTS[:2], 4, out, toy, **SETTINGS)
+    assert (result.resumed, result.collected) == (4, 4)
+    manifest, shards = _files(out)
+    ref_manifest, ref_shards = _files(reference)
+    assert manifest == ref_manifest[:8]  # the first 8 samples of the 4-prompt plan are the 2-prompt plan
+    assert shards == {name: ref_shards[name] for name in shards} and len(shards) == 2
+    assert sorted(r["index"] for r in read_manifest(out)) == list(range(8))
+    assert [r["index"] for r in NoisePairDataset(out, select=False).rows] == list(range(8))
+
+
+def test_two_processes_give_the_one_process_result(reference, service, tmp_path):
+    toy = get_scorer("toy-brightness")
+    out = tmp_path / "npd"
+    parts = [
+        collect(service, "tiny-sdxl", PROMPTS[:2], 4, out, toy, rank=r, world=2, **SETTINGS) for r in (0, 1)
+    ]
+    assert [p.assigned for p in parts] == [4, 4]
+    assert [row["index"] for row in read_shard_rows(out / "shards" / "000001.safetensors")] == [4, 5, 6, 7]
+    manifest, shards = _files(out)
+    ref_manifest, ref_shards = _files(reference)
+    assert manifest == ref_manifest[:8]
+    assert shards == {name: ref_shards[name] for name in ("000000.safetensors", "000001.safetensors")}
+
+
+def test_bad_inputs_are_clear_errors(service, tmp_path):
+    toy = get_scorer("toy-brightness")
+    with pytest.raises(ValueError, match="seeds_per_prompt"):
+        sample_plan(PROMPTS, 2000)
+    with pytest.raises(ValueError, match="non-empty"):
+        collect(service, "tiny-sdxl", [], 1, tmp_path, toy, **SETTINGS)
+    with pytest.raises(ValueError, match="2 finite scores"):
+        collect(service, "tiny-sdxl", PROMPTS[:1], 1, tmp_path / "a", lambda i, p: torch.zeros(1), **SETTINGS)
+
+
+def test_without_the_embedding_cache_training_encodes_prompts_with_the_model(service, tmp_path):
+    from npnet.collect import service_prompt_encoder
+    from npnet.train import TrainConfig, train
+
+    out = tmp_path / "npd"
+    collect(
+        service,
+        "tiny-sdxl",
+        PROMPTS[:1],
+        4,
+        out,
+        get_scorer("toy-brightness"),
+        cache_embeds=False,
+        **SETTINGS,
+    )
+    data = NoisePairDataset(out, select=False)
+    assert data[0][2] == PROMPTS[0] and not (out / "embeds").exists()
+    encode = service_prompt_encoder("tiny-sdxl", device="cpu", offline=True)
+    emb = encode([PROMPTS[0], PROMPTS[1]])
+    assert emb.shape == (2, 77, 64)
+    reference = service.generate(
+        GenerationRequest(model="tiny-sdxl", prompt=PROMPTS[0], steps=2, methods=("standard",))
+    )
+    torch.testing.assert_close(emb[:1], reference.prompt_embeds)
+    config = TrainConfig(data=str(out), out=str(tmp_path / "ckpt"), preset="tiny", epochs=1, batch_size=2)
+    result = train(
+        dataclasses.replace(config, select=False, val_fraction=0.25), encode_prompts=encode, log=print
+    )
+    assert len(result.step_losses) == 2 and result.history[0]["val_loss"] > 0
