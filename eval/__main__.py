@@ -33,8 +33,8 @@ def add_run_parser(subparsers) -> None:
     p.add_argument(
         "--methods",
         type=_csv(),
-        default=("standard", "npnet"),
-        help="standard, npnet, inversion, best-of-N, npnet+best-of-N",
+        default=None,
+        help="standard, npnet, inversion, best-of-N, npnet+best-of-N (default standard,npnet)",
     )
     p.add_argument(
         "--metrics", type=_csv(), default=None, help="e.g. hpsv2,pickscore,aes,imagereward,clipscore,mps"

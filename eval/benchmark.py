@@ -371,9 +371,14 @@ def run_benchmark(
     run_dir.mkdir(parents=True, exist_ok=True)
     ctx = _Context(config, service, scorer_factory)
     if rank == 0:
-        write_manifest(
-            config, run_dir, {"world_size": world, "n_prompts": len(prompts), "npnet_hash": ctx.npnet_hash}
-        )
+        settings = ctx.settings_for_key(prompts[0], 0) if prompts else {}
+        extra = {
+            "world_size": world,
+            "n_prompts": len(prompts),
+            "npnet_hash": ctx.npnet_hash,
+            "settings": settings,
+        }
+        write_manifest(config, run_dir, extra)
     samples = [(i, p, s) for i, p in enumerate(prompts) for s in config.seeds]
     mine = list(shard(samples, rank, world))
     done = {row["key"]: row for row in load_rows(run_dir).to_dict("records")}

@@ -218,3 +218,34 @@ def test_bad_configurations_fail_early(tmp_path, service):
     with pytest.raises(ValueError, match="unknown scorer"):
         run_benchmark(_config(tmp_path / "b", metrics=("nope",)), service=service)
     assert torch.is_tensor(get_scorer("toy-brightness").score([], []))
+
+
+def test_cli_run_and_report_end_to_end(tmp_path):
+    from eval.__main__ import main
+
+    out = tmp_path / "cli"
+    main(
+        [
+            "run",
+            "--preset",
+            "Offline — tiny SDXL plumbing check (toy metrics)",
+            "--limit",
+            "2",
+            "--seeds",
+            "0",
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            "--offline",
+            "--out",
+            str(out),
+        ]
+    )
+    report = main(["report", str(out)])
+    assert set(report.summary["method"]) == {"standard", "inversion", "npnet"}
+    assert {"metric_table", "win_rates"} <= set(report.figures)
+    for path in (report.html_path, report.csv_path, report.rows_csv_path, out / "report" / "figures"):
+        assert Path(path).exists()
+    manifest = (out / "manifest.json").read_text()
+    assert '"git_commit"' in manifest and '"diffusers"' in manifest
