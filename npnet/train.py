@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from npnet.dataset import NoisePairDataset
-from npnet.jobs import atomic_write_json, atomic_write_text, atomic_write_with
-from npnet.model import NPNET_PRESETS, NPNet
+from npnet.jobs import atomic_write_json, atomic_write_text, atomic_write_with, dist_rank_world
+from npnet.model import NPNET_PRESETS, NPNet, NPNetConfig
 
 BATCH_PROMPT = ("own", "random")
 LR_SCHEDULES = ("constant", "cosine")
@@ -51,7 +51,7 @@ class TrainConfig:
 
     data: str
     out: str
-    preset: str | None = "sdxl"  # NPNET_PRESETS key; None: the init checkpoint's architecture
+    preset: str | NPNetConfig | None = "sdxl"  # NPNET_PRESETS key or config; None: the init checkpoint's
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-4
@@ -80,7 +80,7 @@ class TrainConfig:
         for name, value, choices in checks:
             if value not in choices:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
-        if self.preset is not None and self.preset not in NPNET_PRESETS:
+        if isinstance(self.preset, str) and self.preset not in NPNET_PRESETS:
             raise ValueError(
                 f"unknown NPNet preset {self.preset!r}; choose one of {', '.join(NPNET_PRESETS)}"
             )
@@ -111,12 +111,13 @@ class TrainResult:
 def build_model(config: TrainConfig) -> tuple[NPNet, str]:
     """NPNet from the preset (seeded), initialised per ``config.init``; returns (net, init report)."""
     torch.manual_seed(config.seed)
+    preset = NPNET_PRESETS[config.preset] if isinstance(config.preset, str) else config.preset
     if config.init in INITS:
-        return NPNet.from_config(NPNET_PRESETS[config.preset], init=config.init), config.init
+        return NPNet.from_config(preset, init=config.init), config.init
     source = NPNet.from_pretrained(config.init)
-    if config.preset is None:
+    if preset is None:
         return source, f"checkpoint {config.init}"
-    net = NPNet.from_config(NPNET_PRESETS[config.preset])
+    net = NPNet.from_config(preset)
     target = net.state_dict()
     loaded = {k: v for k, v in source.state_dict().items() if k in target and v.shape == target[k].shape}
     net.load_state_dict(loaded, strict=False)
@@ -258,9 +259,13 @@ def train(
     log: Callable[[str], None] = print,
 ) -> TrainResult:
     """Alg. 2. ``callback(epoch_record)`` runs after each epoch's checkpoint (progress UIs; may raise)."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
-    acc = Accelerator(cpu=config.device == "cpu")
+    # find_unused_parameters: the SVD branch's BatchNorm is in the released weights but unused (and
+    # beta is unused without the residual branch), which plain DDP rejects.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    acc = Accelerator(cpu=config.device == "cpu", kwargs_handlers=[ddp])
+    log = log if acc.is_main_process else (lambda message: None)
     out = Path(config.out)
     train_set, val_set = _datasets(config)
     net, init_note = build_model(config)
@@ -499,9 +504,12 @@ def main(args: argparse.Namespace) -> TrainResult:
 
         encode = service_prompt_encoder(args.encode_with, device=args.device)
     result = train(config, encode_prompts=encode)
-    print(
-        json.dumps({"best": str(result.best), "best_epoch": result.best_epoch, "val": result.best_val_loss})
-    )
+    if dist_rank_world()[0] == 0:
+        print(
+            json.dumps(
+                {"best": str(result.best), "best_epoch": result.best_epoch, "val": result.best_val_loss}
+            )
+        )
     return result
 
 

@@ -135,3 +135,25 @@ def test_preset_that_does_not_fit_the_data_is_a_clear_error(tmp_path):
         train(TrainConfig(data=str(data), out=str(tmp_path / "o"), preset="dit", val_fraction=0.25))
     with pytest.raises(ValueError, match="unknown batch_prompt"):
         TrainConfig(data="d", out="o", batch_prompt="first")
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    """``torchrun --nproc_per_node 2 -m npnet.train``: gloo DDP, one writer, baselines over the whole val split."""
+    import os
+    import subprocess
+    import sys
+
+    data = _learnable(tmp_path / "npd", n_prompts=2, per_prompt=8)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "npnet.train"]
+    cmd += f"--data {data} --out {tmp_path / 'ckpt'} --preset tiny --epochs 2 --batch-size 3".split()
+    cmd += "--lr 2e-3 --val-fraction 0.25 --device cpu".split()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("epoch 2:") == 1  # only rank 0 logs
+    with open(tmp_path / "ckpt" / "history.csv") as handle:
+        history = list(csv.DictReader(handle))
+    val = NoisePairDataset(data, split="val", val_fraction=0.25)
+    identity = torch.stack([(a - b).square().mean() for a, b, _ in val]).mean()
+    assert float(history[-1]["val_identity"]) == pytest.approx(float(identity), rel=1e-5)
+    assert NPNet.from_pretrained(str(tmp_path / "ckpt" / "last" / "npnet.pth")).config.text_dim == 64
