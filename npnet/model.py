@@ -77,6 +77,7 @@ class NPNetConfig:
 
 
 _TINY_SWIN = (("embed_dim", 12), ("depths", (1, 1, 1, 1)), ("num_heads", (1, 1, 1, 1)), ("window_size", 2))
+_MICRO_SWIN = (("embed_dim", 24), ("depths", (1, 1, 2, 1)), ("num_heads", (1, 2, 4, 8)), ("window_size", 4))
 
 NPNET_PRESETS: dict[str, NPNetConfig] = {
     # SDXL, DreamShaper-xl-v2-turbo, SDXL-Lightning, LCM, PCM: CLIP-L + bigG concatenated, 77x2048.
@@ -84,6 +85,17 @@ NPNET_PRESETS: dict[str, NPNetConfig] = {
     # Hunyuan-DiT: its 1024-wide CLIP-like (BERT) encoder, 77x1024.
     "dit": NPNetConfig(text_dim=1024),
     # Plumbing-only NPNet for the tiny offline pipelines (64x64 px -> 8x8 latents).
+    # The embedded offline micro world (npnet.micro): 64x64 px -> 4x8x8 latents, 32+32-wide CLIP text,
+    # a small Swin so that training fits on a CPU; same class, same code paths as SDXL.
+    "micro": NPNetConfig(
+        text_dim=64,
+        latent_size=8,
+        backbone_img_size=64,
+        backbone_kwargs=_MICRO_SWIN,
+        svd_hidden=32,
+        svd_mlp4_hidden=128,
+        attn_heads=4,
+    ),
     "tiny": NPNetConfig(
         text_dim=64,
         latent_size=8,
