@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -325,8 +326,8 @@ def main(args: argparse.Namespace) -> CollectResult:
 
     rank, world = dist_rank_world()
     device = args.device
-    if device == "auto" and world > 1 and torch.cuda.is_available():
-        device = f"cuda:{rank % torch.cuda.device_count()}"
+    if device == "auto" and world > 1 and torch.cuda.is_available():  # one GPU per local process
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
     service = GoldenNoiseService(device=device, progress=False)
     scorer = get_scorer(args.scorer, device=service.device)
     result = collect(
