@@ -141,6 +141,10 @@ def collect(
         raise ValueError("prompts must be a non-empty list of non-empty strings")
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1; got {shard_size}")
+    if getattr(scorer, "higher_is_better", True) is False:
+        raise ValueError(
+            "the selection s_0 + m < s'_0 needs a higher-is-better scorer (e.g. hpsv2, pickscore)"
+        )
     plan = sample_plan(prompts, seeds_per_prompt, seed_base, seed_range)
     resolved = _resolve(service, model, steps, cfg, inversion_cfg, scheduler)
     settings = {
@@ -159,7 +163,8 @@ def collect(
         "shard_size": shard_size,
         "num_samples": len(plan),
         "prompts_sha256": hashlib.sha256("\n".join(prompts).encode()).hexdigest(),
-        "latent_shape": [4, resolved["height"] // 8, resolved["width"] // 8],
+        "width": resolved["width"],
+        "height": resolved["height"],
     }
     out = Path(out)
     write_config(out, settings)

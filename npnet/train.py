@@ -11,13 +11,15 @@
 * Outputs in ``out``: ``best/`` and ``last/`` (``npnet.safetensors`` + official ``npnet.pth``, both
   loadable with ``NPNet.from_pretrained``), ``last/trainer_state.pt`` (optimizer, scheduler, RNG
   states, epoch, step, history; ``torch.load(weights_only=True)``-safe), ``history.csv`` (per epoch),
-  ``steps.csv`` (per step), ``loss.html`` (plotly) and ``train_config.json``.
+  ``steps.csv`` (per step), ``loss.html`` (plotly) and ``train_config.json`` (see ``npnet.train_state``).
 * Collapse check every epoch: validation MSE of the model vs the identity (pred = x_T) and zero
   (pred = 0) baselines, and the output/input RMS ratio; ``collapsed`` flags an output that (nearly)
   cancels its input or is no better than predicting zeros.
 * Resume (``resume=True``) continues from ``last/`` with the same trajectory: batches are shuffled
   from (seed, epoch), so "2 epochs + resume 2" equals "4 straight" (checkpoints are per epoch; a kill
-  mid-epoch redoes that epoch). DDP through accelerate (``accelerate launch -m npnet train ...``).
+  mid-epoch redoes that epoch). Only ``epochs`` may change on resume (with ``lr_schedule="cosine"``
+  that changes the schedule). DDP through accelerate: ``accelerate launch -m npnet.train ...`` or
+  ``torchrun --nproc_per_node N -m npnet.train ...`` (``--batch-size`` is per process).
 """
 
 from __future__ import annotations
@@ -37,8 +39,16 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from npnet.dataset import NoisePairDataset
-from npnet.jobs import atomic_write_json, atomic_write_text, atomic_write_with, dist_rank_world
+from npnet.jobs import atomic_write_json, dist_rank_world
 from npnet.model import NPNET_PRESETS, NPNet, NPNetConfig
+from npnet.train_state import (
+    check_resume_config,
+    load_last,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+    write_logs,
+)
 
 BATCH_PROMPT = ("own", "random")
 LR_SCHEDULES = ("constant", "cosine")
@@ -175,6 +185,8 @@ def batch_condition(cond, mode: str, generator: torch.Generator, encode_prompts)
                 "the dataset has no prompt-embedding cache: collect with cache_embeds=True or pass "
                 "encode_prompts (the CLI's --encode-with MODEL)"
             )
+        if mode == "random":  # encode only the chosen prompt
+            return encode_prompts([cond[int(torch.randint(len(cond), (1,), generator=generator))]])
         cond = encode_prompts(list(cond))  # (B, 77, D)
     if mode == "random":
         j = int(torch.randint(cond.shape[0], (1,), generator=generator))
@@ -275,6 +287,8 @@ def train(
     steps_per_epoch = len(epoch_batches(len(train_set), config.batch_size, 0, 0, 0, acc.num_processes))
     total = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, total))
+    if config.resume:
+        check_resume_config(out, config)
     state = load_last(out, net, optimizer, scheduler) if config.resume else None
     start_epoch = state["epoch"] if state else 0
     history, step_losses = (state["history"], state["step_losses"]) if state else ([], [])
@@ -296,17 +310,7 @@ def train(
             train_set, batch_sampler=batches, collate_fn=_collate, num_workers=config.num_workers
         )
         gen = torch.Generator().manual_seed(_seed_of(config.seed, "prompt", epoch, acc.process_index))
-        for x, xp, cond in loader:
-            x, xp = x.to(acc.device), xp.to(acc.device)  # (B, 4, h, w)
-            cond = batch_condition(cond, config.batch_prompt, gen, encode_prompts).to(acc.device)
-            loss = F.mse_loss(model(x, cond).float(), xp)  # Eq. 8
-            acc.backward(loss)
-            if config.max_grad_norm > 0:
-                acc.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step_losses.append(acc.reduce(loss.detach(), "mean").item())
+        step_losses += _train_epoch(acc, model, optimizer, scheduler, loader, gen, config, encode_prompts)
         record = _epoch_record(epoch, step_losses, steps_per_epoch, scheduler, acc.unwrap_model(model))
         record.update(evaluate(model, val_loader, acc.device, acc, config.collapse_ratio, encode_prompts))
         history.append(record)
@@ -327,6 +331,23 @@ def train(
         step_losses=tuple(step_losses),
         net=acc.unwrap_model(model).eval(),
     )
+
+
+def _train_epoch(acc, model, optimizer, scheduler, loader, gen, config, encode_prompts) -> list[float]:
+    """One pass of Alg. 2 lines 3-7 over this process's batches; the step losses (mean over processes)."""
+    losses = []
+    for x, xp, cond in loader:
+        x, xp = x.to(acc.device), xp.to(acc.device)  # (B, 4, h, w)
+        cond = batch_condition(cond, config.batch_prompt, gen, encode_prompts).to(acc.device)
+        loss = F.mse_loss(model(x, cond).float(), xp)  # Eq. 8 with the prediction of Eq. 9
+        acc.backward(loss)
+        if config.max_grad_norm > 0:
+            acc.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(acc.reduce(loss.detach(), "mean").item())
+    return losses
 
 
 def _epoch_record(epoch, step_losses, steps_per_epoch, scheduler, net) -> dict[str, Any]:
@@ -365,88 +386,6 @@ def _describe(r: dict[str, Any]) -> str:
         f"identity {r['val_identity']:.5f}  zero {r['val_zero']:.5f}  rms(pred)/rms(x_T) "
         f"{r['rms_ratio']:.3f}  alpha {r['alpha']:+.4f} beta {r['beta']:+.4f}{flag}"
     )
-
-
-# -- checkpoints, resume state and logs ------------------------------------------------------------
-def rng_state() -> dict[str, Any]:
-    """Torch CPU/CUDA and Python RNG states as tensors and plain numbers (weights_only-loadable)."""
-    import random
-
-    version, internal, gauss = random.getstate()
-    state = {"torch": torch.get_rng_state(), "python": [version, list(internal), gauss]}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    import random
-
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(folder: Path, net: NPNet, trainer_state: dict[str, Any] | None) -> None:
-    """Both layouts (safetensors + official .pth) and, for ``last``, the trainer state; all atomic."""
-    net.save_pretrained(folder / "npnet.safetensors")
-    net.save_official(folder / "npnet.pth")
-    if trainer_state is not None:
-        atomic_write_with(folder / "trainer_state.pt", lambda tmp: torch.save(trainer_state, tmp))
-
-
-def load_last(out: Path, net: NPNet, optimizer, scheduler) -> dict[str, Any] | None:
-    """Load ``out/last`` into the module, optimizer and scheduler; None when there is nothing yet."""
-    from npnet.checkpoints import read_checkpoint
-
-    path = out / "last" / "trainer_state.pt"
-    if not path.is_file():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    flat, _ = read_checkpoint(out / "last" / "npnet.safetensors")
-    net.load_state_dict(flat, strict=True)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return state
-
-
-def write_logs(out: Path, history: list[dict[str, Any]], step_losses: list[float]) -> None:
-    """history.csv (per epoch), steps.csv (per step) and loss.html (plotly), rewritten atomically."""
-    import csv
-    import io
-
-    cols = list(history[0])
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write_text(out / "history.csv", buf.getvalue())
-    atomic_write_text(
-        out / "steps.csv", "step,loss\n" + "".join(f"{i + 1},{v}\n" for i, v in enumerate(step_losses))
-    )
-    atomic_write_text(out / "loss.html", loss_figure(history, step_losses).to_html(include_plotlyjs=True))
-
-
-def loss_figure(history: list[dict[str, Any]], step_losses: list[float]):
-    """Training loss per step and validation MSE vs the identity and zero baselines per epoch."""
-    import plotly.graph_objects as go
-
-    per_epoch = len(step_losses) / max(1, len(history))
-    epochs = [r["epoch"] for r in history]
-    fig = go.Figure()
-    steps_x = [(i + 1) / per_epoch for i in range(len(step_losses))]
-    fig.add_scatter(x=steps_x, y=step_losses, name="train (per step)", mode="lines", opacity=0.5)
-    for key, name in (
-        ("val_loss", "val: NPNet"),
-        ("val_identity", "val: identity x_T"),
-        ("val_zero", "val: zero"),
-    ):
-        fig.add_scatter(x=epochs, y=[r[key] for r in history], name=name, mode="lines+markers")
-    fig.update_layout(title="NPNet training: MSE(pred, x'_T)", xaxis_title="epoch", yaxis_title="MSE")
-    fig.update_yaxes(type="log")
-    return fig
 
 
 # -- CLI -----------------------------------------------------------------------------------------

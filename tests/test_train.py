@@ -98,6 +98,10 @@ def test_resume_continues_the_same_trajectory(tmp_path):
     )
     for (name, a), b in zip(straight.net.state_dict().items(), resumed.net.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
+    state = torch.load(tmp_path / "b" / "last" / "trainer_state.pt", weights_only=True)
+    assert state["epoch"] == 4 and len(state["step_losses"]) == 8
+    with pytest.raises(ValueError, match="lr: 0.002 -> 0.001"):
+        train(TrainConfig(out=str(tmp_path / "b"), resume=True, **{**common, "lr": 1e-3}), log=lambda s: None)
 
 
 def test_epoch_batches_cover_every_sample_once_per_epoch_and_split_evenly():
