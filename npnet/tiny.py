@@ -99,10 +99,9 @@ def _tokenizers(folder: Path):
     """Load the four tiny tokenizers from files written into ``folder``."""
     from transformers import BertTokenizer, CLIPTokenizer, T5Tokenizer
 
-    clip_dir = write_clip_tokenizer_files(folder / "clip")
-    clip_files = {"vocab_file": str(clip_dir / "vocab.json"), "merges_file": str(clip_dir / "merges.txt")}
-    clip = CLIPTokenizer(**clip_files, model_max_length=77)
-    clip_2 = CLIPTokenizer(**clip_files, model_max_length=77, pad_token="!")
+    clip_dir = str(write_clip_tokenizer_files(folder / "clip"))
+    clip = CLIPTokenizer.from_pretrained(clip_dir, model_max_length=77)
+    clip_2 = CLIPTokenizer.from_pretrained(clip_dir, model_max_length=77, pad_token="!")  # as SDXL's 2nd
     bert = BertTokenizer.from_pretrained(str(write_bert_vocab(folder / "bert")), model_max_length=77)
     t5 = T5Tokenizer.from_pretrained(str(write_t5_tokenizer_files(folder / "t5")), model_max_length=256)
     return clip, clip_2, bert, t5
