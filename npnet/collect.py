@@ -93,6 +93,7 @@ def _scorer_name(scorer: Scorer, name: str | None) -> str:
 
 
 def _resolve(service, model: str, steps: int, cfg, inversion_cfg, scheduler: str) -> dict[str, Any]:
+    """The generation settings with the model preset's defaults filled in (no model is loaded)."""
     from npnet.registry import resolve_model
     from npnet.service import GenerationRequest, resolve_settings
 
@@ -106,7 +107,15 @@ def _resolve(service, model: str, steps: int, cfg, inversion_cfg, scheduler: str
         methods=("standard", "inversion"),
         redenoise_steps=steps,
     )
-    return resolve_settings(request, resolve_model(model, getattr(service, "offline", None)))
+    got = resolve_settings(request, resolve_model(model, getattr(service, "offline", None)))
+    keys = {
+        "model": "model",
+        "steps": "steps",
+        "cfg": "guidance_scale",
+        "inversion_cfg": "inversion_guidance_scale",
+    }
+    keys.update(scheduler="scheduler", width="width", height="height")
+    return {ours: got[theirs] for ours, theirs in keys.items()}
 
 
 def collect(
@@ -146,13 +155,8 @@ def collect(
             "the selection s_0 + m < s'_0 needs a higher-is-better scorer (e.g. hpsv2, pickscore)"
         )
     plan = sample_plan(prompts, seeds_per_prompt, seed_base, seed_range)
-    resolved = _resolve(service, model, steps, cfg, inversion_cfg, scheduler)
     settings = {
-        "model": resolved["model"],
-        "steps": steps,
-        "cfg": resolved["guidance_scale"],
-        "inversion_cfg": resolved["inversion_guidance_scale"],
-        "scheduler": resolved["scheduler"],
+        **_resolve(service, model, steps, cfg, inversion_cfg, scheduler),
         "redenoise_mode": redenoise_mode,
         "negative_prompt": negative_prompt,
         "scorer": _scorer_name(scorer, scorer_name),
@@ -163,41 +167,36 @@ def collect(
         "shard_size": shard_size,
         "num_samples": len(plan),
         "prompts_sha256": hashlib.sha256("\n".join(prompts).encode()).hexdigest(),
-        "width": resolved["width"],
-        "height": resolved["height"],
     }
     out = Path(out)
     write_config(out, settings)
     blocks = [plan[b * shard_size : (b + 1) * shard_size] for b in range(math.ceil(len(plan) / shard_size))]
-    mine = list(shard(range(len(blocks)), rank, world))
+    mine = [b for _, b in shard(range(len(blocks)), rank, world)]
     log = JsonlTable(out / f"manifest.rank{rank}.jsonl")
-    done = _repair_log(out, log, [b for _, b in mine])
-    assigned = sum(len(blocks[b]) for _, b in mine)
-    resumed = sum(len(blocks[b]) for _, b in mine if b in done)
+    done = _repair_log(out, log, mine)
+    assigned = sum(len(blocks[b]) for b in mine)
+    resumed = sum(len(blocks[b]) for b in mine if b in done)
     bar = _progress(progress, assigned, resumed, rank, world)
-    collected = kept = 0
-    for _, b in mine:
-        if b in done:
-            continue
+    counts = [0, 0]  # collected, kept
+    for b in (b for b in mine if b not in done):
         rows, xs, xps = [], [], []
         for sample in blocks[b]:
             row, x, xp = _collect_one(service, sample, settings, scorer, out, cache_embeds)
             rows.append(row)
             xs.append(x)
             xps.append(xp)
-            collected, kept = collected + 1, kept + row["kept"]
+            counts = [counts[0] + 1, counts[1] + row["kept"]]
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix_str(f"kept {kept}/{collected}")
+                bar.set_postfix_str(f"kept {counts[1]}/{counts[0]}")
         write_shard(out, b, rows, torch.cat(xs), torch.cat(xps))  # (N, 4, h, w); durable before logging
         for row in read_shard_rows(out / shard_relpath(b)):
             log.append(row)
     if bar is not None:
         bar.close()
     merge(out)
-    return CollectResult(
-        out, rank, world, len(plan), assigned, resumed, collected, kept, time.perf_counter() - start
-    )
+    seconds = time.perf_counter() - start
+    return CollectResult(out, rank, world, len(plan), assigned, resumed, counts[0], counts[1], seconds)
 
 
 def _collect_one(service, sample: Sample, settings: dict[str, Any], scorer, out: Path, cache_embeds: bool):
