@@ -10,6 +10,8 @@ import argparse
 import platform
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from npnet.jobs import atomic_write_json, atomic_write_with
 from npnet.registry import MODEL_PRESETS
 from npnet.schedulers import scheduler_names
@@ -127,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     runs = []
-    for seed in args.seed:
+    for seed in tqdm(args.seed, desc="seeds", disable=args.no_progress or len(args.seed) == 1):
         result = service.generate(request_from_args(args, seed))
         folder = out if len(args.seed) == 1 else out / f"seed{seed}"
         files = write_result(result, folder)

@@ -128,10 +128,17 @@ def model_outputs(pipe, x: torch.Tensor, t: int, embeds: PromptEmbeds, guidance_
     return uncond.float(), cond.float()
 
 
+def uses_cfg(pipe, guidance_scale: float) -> bool:
+    """As the diffusers pipelines decide: CFG only for w > 1 and not for guidance-embedded UNets (LCM)."""
+    if family_of(pipe) == "sdxl" and pipe.unet.config.time_cond_proj_dim is not None:
+        return False
+    return guidance_scale > 1
+
+
 def guided_output(pipe, x: torch.Tensor, t: int, embeds: PromptEmbeds, guidance_scale: float) -> torch.Tensor:
-    """CFG-combined denoiser output at ``t`` (float32, on the pipeline's device)."""
+    """The denoiser output the pipeline itself would use at ``t``: CFG-combined, or conditional only."""
     uncond, cond = model_outputs(pipe, x, t, embeds, guidance_scale)
-    return cfg(uncond, cond, guidance_scale)
+    return cfg(uncond, cond, guidance_scale) if uses_cfg(pipe, guidance_scale) else cond
 
 
 # -- the round trip ----------------------------------------------------------------------------

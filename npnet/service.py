@@ -248,8 +248,14 @@ class GoldenNoiseService:
         start = time.perf_counter()
         preset = resolve_model(request.model, self.offline)
         settings = resolve_settings(request, preset)
-        loaded = self.load(preset.name, request.npnet if "npnet" in settings["methods"] else None)
-        with loaded.lock, _PeakMemory(loaded.device) as peak:
+        while True:  # a model evicted by another thread between load() and the lock is loaded again
+            loaded = self.load(preset.name, request.npnet if "npnet" in settings["methods"] else None)
+            with loaded.lock:
+                if loaded.pipe is not None:
+                    return self._generate_locked(loaded, request, settings, start)
+
+    def _generate_locked(self, loaded: LoadedModel, request, settings, start: float) -> GenerationResult:
+        with _PeakMemory(loaded.device) as peak:
             timings: dict[str, float] = {}
             latents, embeds = self._latents(loaded, request, settings, timings)
             settings.update(device=str(loaded.device), dtype=str(loaded.dtype).replace("torch.", ""))

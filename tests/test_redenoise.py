@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from npnet.pipeline import encode_prompt, initial_latents, with_scheduler
-from npnet.redenoise import model_outputs, redenoise, redenoise_trace
+from npnet.redenoise import guided_output, model_outputs, redenoise, redenoise_trace
 from npnet.tiny import build_tiny_hunyuan_dit, build_tiny_sdxl
 
 STEPS = 4
@@ -175,3 +175,13 @@ def test_bad_mode_and_steps(setup):
         redenoise(pipe, x_T, embeds, STEPS, 5.5, 1.0, mode="paper")
     with pytest.raises(ValueError, match="steps >= 2"):
         redenoise(pipe, x_T, embeds, 1, 5.5, 1.0)
+
+
+def test_guidance_at_most_one_uses_the_conditional_prediction_like_the_pipelines(setup):
+    pipe, embeds, x_T = setup
+    _, cond = model_outputs(pipe, x_T, 751, embeds)
+    assert torch.equal(guided_output(pipe, x_T, 751, embeds, 0.5), cond)
+    assert torch.equal(guided_output(pipe, x_T, 751, embeds, 1.0), cond)
+    torch.testing.assert_close(
+        redenoise(pipe, x_T, embeds, STEPS, 0.0, 1.0), redenoise(pipe, x_T, embeds, STEPS, 1.0, 1.0)
+    )
