@@ -7,7 +7,8 @@ Official layout (xie-lab-ml/Golden-Noise-for-Diffusion-Models, ``training/``):
 * a JSONL file, one object per line: ``index``, ``seed``, ``caption``, ``original_score_list``,
   ``optimized_score_list`` (scores of the images from x_T and x'_T; entry 0 is HPSv2 in their script).
 
-python -m npnet import-official --npz-dir noise_pairs/ --jsonl SDXL_step_10_training.json --out NPD_DIR
+python -m npnet.importer --npz-dir noise_pairs/ --jsonl SDXL_step_10_training.json --out NPD_DIR
+(or ``python -m npnet import-official ...`` once the command is registered in ``npnet/__main__.py``)
 """
 
 from __future__ import annotations
