@@ -162,9 +162,8 @@ def run_evaluation(
     note: str = "",
 ) -> EvalOutcome:
     """Run or resume ``config`` and build the report, tables and downloads."""
-    from eval.report import build_report
-
     from eval.benchmark import run_benchmark
+    from eval.report import build_report
 
     result = run_benchmark(
         config,
@@ -179,8 +178,7 @@ def run_evaluation(
         first = errors.iloc[0] if len(errors) else "no samples were run"
         raise ValueError(f"the evaluation produced no scores: {first}")
     report = build_report(result.run_dir)
-    parquet = Path(result.run_dir) / "rows.parquet"
-    rows.to_parquet(parquet, index=False)
+    downloads = [report.csv_path, report.rows_csv_path, report.parquet_path, report.html_path]
     summary = report.summary[[c for c in SUMMARY_COLUMNS if c in report.summary]].round(4)
     counts = result.counts
     status = (
@@ -194,6 +192,6 @@ def run_evaluation(
         summary=summary,
         win_rates=report.figures.get("win_rates") or report.figures.get("metric_table"),
         per_prompt=per_prompt_table(rows, tuple(config.metrics)),
-        files=[str(report.csv_path), str(parquet), str(report.html_path)],
+        files=[str(p) for p in downloads if p is not None],
         rows=rows,
     )

@@ -122,8 +122,8 @@ def start_training(config, stop: threading.Event) -> TrainingJob:
 
 
 def loss_curve(history: list[dict[str, Any]], out: Path):
-    """The training loss figure from the records so far (``npnet.train.loss_figure``)."""
-    from npnet.train import loss_figure
+    """The training loss figure from the records so far (``npnet.train_state.loss_figure``)."""
+    from npnet.train_state import loss_figure
 
     steps_csv = out / "steps.csv"
     steps = []

@@ -90,7 +90,22 @@ def test_evaluate_two_prompts_returns_table_and_chart(client, model):
     assert {row[1] for row in summary["data"]} == {"standard", "npnet"}
     assert chart["type"] == "plotly" and json.loads(chart["plot"])["data"]
     assert len(per_prompt["data"]) == 2
-    assert sorted(f.rsplit(".", 1)[-1] for f in files) == ["csv", "html", "parquet"]
+    assert sorted(f.rsplit(".", 1)[-1] for f in files) == ["csv", "csv", "html", "parquet"]
+
+
+def test_train_collects_trains_and_returns_a_loadable_checkpoint(client, model):
+    from npnet.model import NPNet
+
+    status, curve, checkpoint = client.predict(
+        model=model, npnet="", prompts_text="a red circle\nthree green squares", prompt_set="", max_prompts=2,
+        seeds_per_prompt=3, steps=2, scorer="toy-brightness", margin=0.0, select=False,
+        init="fine-tune the model's NPNet", epochs=2, batch_size=2, lr=1e-4, api_name="/train",
+    )  # fmt: skip
+    assert "Collected 6 pairs" in status and "Best checkpoint" in status
+    names = [trace["name"] for trace in json.loads(curve["plot"])["data"]]
+    assert "val: NPNet" in names and "train (per step)" in names
+    net = NPNet.from_pretrained(checkpoint)
+    assert net.config.latent_size == 8
 
 
 def _error(fn, *args, **kwargs) -> str:

@@ -59,9 +59,11 @@ def runtime_notes(service: StudioService) -> str:
         "### This server\n"
         f"- default model: `{service.default_model}` on `{service.engine.device}`; hub "
         f"{'offline' if service.offline else 'online'}\n"
-        f"- evaluation cap: {cap if cap else 'none'} prompts per run; seed grid up to {cfg.max_seeds} seeds\n"
+        f"- evaluation: {f'at most {cap} prompts per run' if cap else 'no prompt cap'}; seed grid up to "
+        f"{cfg.max_seeds} seeds\n"
         f"- training tab: {'enabled' if cfg.training_enabled else 'disabled (start with --allow-training)'}\n"
-        "- API: `/generate`, `/analyze`, `/evaluate`, `/seeds` (see *Use via API* at the bottom of the page)"
+        "- API: `/generate`, `/analyze`, `/seeds`, `/evaluate`, `/evaluate_preset`, `/resume_evaluation`, "
+        "`/train` (see *Use via API* at the bottom of the page)"
     )
 
 

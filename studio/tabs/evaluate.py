@@ -159,10 +159,12 @@ def build_evaluate_tab(service: StudioService) -> None:
         with gr.Row():
             model = gr.Dropdown(service.models(), value=service.default_model, label="Model")
             prompt_set = gr.Dropdown(_prompt_sets(), value="examples", label="Prompt set")
-            limit = gr.Number(value=4, precision=0, minimum=1, label="Limit (prompts)")
+            limit = gr.Number(value=4, precision=0, minimum=1, label="Limit (prompts)", elem_id="eval-limit")
             seeds = gr.Textbox(value="0", label="Seeds", info="e.g. 0,1 or 0-7")
             steps = gr.Number(value=0, precision=0, minimum=0, label="Steps (0 = model default)")
-        prompts_text = gr.Textbox(label="…or type prompts (one per line)", lines=3)
+        prompts_text = gr.Textbox(
+            label="…or type prompts (one per line)", lines=3, elem_id="eval-prompts-text"
+        )
         prompts_file = gr.File(
             label="…or upload a prompt file", file_types=list(PROMPT_FILE_SUFFIXES), height=90
         )
@@ -183,7 +185,7 @@ def build_evaluate_tab(service: StudioService) -> None:
     chart = gr.Plot(label="Win rate vs standard (Fig. 3 style)", elem_id="eval-chart")
     per_prompt = gr.Dataframe(label="Per prompt and seed (select a row to see its images)", interactive=False)
     images = gr.Gallery(label="Images of the selected sample", columns=4, height=260, preview=False)
-    files = gr.File(label="Downloads (summary CSV, rows parquet, HTML report)", file_count="multiple")
+    files = gr.File(label="Downloads (summary CSV, rows CSV and parquet, HTML report)", file_count="multiple")
     rows_state = gr.State()
 
     outputs = [status, summary, chart, per_prompt, files, runs, rows_state]

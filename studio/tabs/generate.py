@@ -160,8 +160,10 @@ def build_generate_tab(service: StudioService, pair_state: gr.State) -> Generate
             negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="optional")
         with gr.Column(scale=1, min_width=220):
             with gr.Row():
-                seed = gr.Number(label="Seed", precision=0, minimum=0, maximum=MAX_SEED, scale=3)
-                dice = gr.Button("🎲", scale=1, min_width=40, elem_id="randomise-seed")
+                seed = gr.Number(
+                    label="Seed", precision=0, minimum=0, maximum=MAX_SEED, scale=3, elem_id="seed-input"
+                )
+                dice = gr.Button("Random seed", scale=1, min_width=60, size="sm", elem_id="randomise-seed")
             button = gr.Button("Generate", variant="primary", elem_id="generate-button")
     with gr.Accordion("Advanced options", open=False):
         with gr.Row():
@@ -186,15 +188,14 @@ def build_generate_tab(service: StudioService, pair_state: gr.State) -> Generate
                 service.metric_choices(), value=service.default_metrics(model), label="Metrics"
             )
     gallery = gr.Gallery(
-        label="Same seed, same prompt", columns=3, height=420, format="png", object_fit="contain",
+        label="Same seed, same prompt", columns=3, height="auto", format="png", object_fit="contain",
         elem_id="pair-gallery", preview=False,
     )  # fmt: skip
     slider = gr.ImageSlider(
         label="Compare (standard | NPNet)", format="png", elem_id="pair-slider", height=420
     )
-    with gr.Row():
-        scores = gr.Dataframe(label="Scores", interactive=False, elem_id="pair-scores")
-        timings = gr.Dataframe(label="Time and peak memory per image", interactive=False)
+    scores = gr.Dataframe(label="Scores", interactive=False, elem_id="pair-scores")
+    timings = gr.Dataframe(label="Time and peak memory per image", interactive=False)
     summary = gr.Markdown(elem_id="pair-summary")
     download = gr.File(label="Download the pair (PNGs, latents, meta.json)", elem_id="pair-download")
     outputs = [gallery, slider, scores, timings, summary, download]

@@ -112,10 +112,16 @@ def build_seeds_tab(service: StudioService, gen: GenerateTab, pair_state: gr.Sta
         "NPNet rescue or hurt, and how often does it win?"
     )
     with gr.Row():
-        prompt = gr.Textbox(label="Prompt", lines=1, scale=3, placeholder="uses this prompt for every seed")
+        prompt = gr.Textbox(
+            label="Prompt",
+            lines=1,
+            scale=3,
+            placeholder="uses this prompt for every seed",
+            elem_id="seeds-tab-prompt",
+        )
         first = gr.Number(value=0, precision=0, minimum=0, label="First seed", scale=1)
         count = gr.Slider(1, service.config.max_seeds, value=min(8, service.config.max_seeds), step=1,
-                          label="Seeds (K)", scale=1)  # fmt: skip
+                          label="Seeds (K)", scale=1, elem_id="seeds-count")  # fmt: skip
         metrics = service.metric_choices()
         default = service.default_metrics(service.default_model)[0]
         metric = gr.Dropdown(
@@ -125,7 +131,9 @@ def build_seeds_tab(service: StudioService, gen: GenerateTab, pair_state: gr.Sta
     result = gr.Markdown(elem_id="seeds-summary")
     table = gr.Dataframe(label="Per seed (click a header to sort, a row to open the pair)", interactive=False,
                          elem_id="seeds-table")  # fmt: skip
-    gallery = gr.Gallery(label="Pairs", columns=8, height=300, format="png", preview=False)
+    gallery = gr.Gallery(
+        label="Pairs", columns=8, height=300, format="png", preview=False, elem_id="seeds-gallery"
+    )
     seeds_state = gr.State()
     button.click(
         make_run_seeds(service),
