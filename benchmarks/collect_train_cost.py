@@ -9,7 +9,7 @@ it (one CFG UNet evaluation, one VAE decode) to check the cost model, and second
 
 Cost model of one pair: ``steps`` CFG UNet calls on the two latents x_T and x'_T (the service denoises
 both images as one batch) + 2 single-latent CFG calls (re-denoise: the DDIM step and the inversion
-step, both run with CFG) + 2 VAE decodes + 2 scorer calls + 1 prompt encode. It is checked against
+step; each evaluates the conditional and unconditional branch) + 2 VAE decodes + 2 scorer calls + 1 prompt encode. It is checked against
 the measured tiny-sdxl pair time. Estimated for SDXL on one GPU from the same model and STATED
 per-call costs (flags below), counting a two-latent call as two calls (1024 px is compute-bound).
 Prints a markdown table.
