@@ -1,4 +1,4 @@
-"""``python -m npnet <command>``: generate, collect, train, convert.
+"""``python -m npnet <command>``: generate, collect, train, convert, import-official.
 
 Each command lives in its own module ``npnet.<command>`` exposing ``add_parser(subparsers)`` (which
 registers the sub-parser and returns it) and ``main(args)``. Only the chosen command's module is
@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("npnet.collect", "collect noise pairs by re-denoise sampling (Alg. 1)"),
     "train": ("npnet.train", "train an NPNet on collected noise pairs (Alg. 2)"),
     "convert": ("npnet.convert", "convert NPNet checkpoints between layouts"),
+    "import-official": ("npnet.importer", "import official .npz + JSONL noise pairs"),
 }
 
 
