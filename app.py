@@ -40,7 +40,7 @@ def build_demo(service):
         banner = service.banner()
         if banner:
             gr.Markdown(banner, elem_id="offline-banner")
-        pair_state = gr.State()
+        pair_state = gr.State(time_to_live=3600)  # the session's current pair, freed after an hour
         with gr.Tabs() as tabs:
             with gr.Tab("Generate", id="generate"):
                 gen = build_generate_tab(service, pair_state)

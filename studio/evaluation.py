@@ -105,6 +105,8 @@ def config_for(service: StudioService, fields: dict[str, Any], out: Path):
     """A BenchmarkConfig on the app's device and hub mode."""
     from eval.benchmark import BenchmarkConfig
 
+    if fields.get("npnet") is None and fields.get("model") == service.default_model and service.config.npnet:
+        fields = {**fields, "npnet": service.config.npnet}  # --npnet applies to the default model
     known = {f.name for f in dataclasses.fields(BenchmarkConfig)}
     extra = sorted(set(fields) - known)
     if extra:

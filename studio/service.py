@@ -6,7 +6,6 @@ are loaded once and are thread-safe, and a session's current pair lives in its `
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import threading
@@ -254,12 +253,6 @@ class StudioService:
             zf.writestr("latents.safetensors", save(latents))
             zf.writestr("meta.json", json.dumps(self.meta(pair), indent=2, default=str))
         return path
-
-    def with_pair_defaults(self, request: GenerationRequest) -> GenerationRequest:
-        """Fill the NPNet override from --npnet for the default model."""
-        if request.npnet is None and request.model == self.default_model and self.config.npnet:
-            return dataclasses.replace(request, npnet=self.config.npnet)
-        return request
 
     # -- cancellation ------------------------------------------------------------------------------
     def stop_flag(self, session: str) -> threading.Event:

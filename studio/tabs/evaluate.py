@@ -186,7 +186,7 @@ def build_evaluate_tab(service: StudioService) -> None:
     per_prompt = gr.Dataframe(label="Per prompt and seed (select a row to see its images)", interactive=False)
     images = gr.Gallery(label="Images of the selected sample", columns=4, height=260, preview=False)
     files = gr.File(label="Downloads (summary CSV, rows CSV and parquet, HTML report)", file_count="multiple")
-    rows_state = gr.State()
+    rows_state = gr.State(time_to_live=3600)
 
     outputs = [status, summary, chart, per_prompt, files, runs, rows_state]
     form = [model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps]

@@ -71,23 +71,21 @@ def build_request(
         )
     if not methods:
         raise ValueError("choose at least one method (standard, npnet, inversion) under Advanced options")
-    npnet = (npnet or "").strip() or None
+    npnet = (npnet or "").strip() or service.default_npnet(model) or None
     if npnet == service.preset(model).npnet_checkpoint:
-        npnet = None
-    return service.with_pair_defaults(
-        GenerationRequest(
-            model=model,
-            prompt=prompt.strip(),
-            negative_prompt=negative_prompt or "",
-            seed=_int("seed", 0 if seed is None else seed),
-            steps=_int("steps", steps, 1),
-            guidance_scale=float(guidance_scale),
-            scheduler=scheduler or None,
-            width=_int("width", width, 1),
-            height=_int("height", height, 1),
-            methods=tuple(methods),
-            npnet=npnet,
-        )
+        npnet = None  # the preset's own checkpoint
+    return GenerationRequest(
+        model=model,
+        prompt=prompt.strip(),
+        negative_prompt=negative_prompt or "",
+        seed=_int("seed", 0 if seed is None else seed),
+        steps=_int("steps", steps, 1),
+        guidance_scale=float(guidance_scale),
+        scheduler=scheduler or None,
+        width=_int("width", width, 1),
+        height=_int("height", height, 1),
+        methods=tuple(methods),
+        npnet=npnet,
     )
 
 

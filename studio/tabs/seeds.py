@@ -134,7 +134,7 @@ def build_seeds_tab(service: StudioService, gen: GenerateTab, pair_state: gr.Sta
     gallery = gr.Gallery(
         label="Pairs", columns=8, height=300, format="png", preview=False, elem_id="seeds-gallery"
     )
-    seeds_state = gr.State()
+    seeds_state = gr.State(time_to_live=3600)
     button.click(
         make_run_seeds(service),
         inputs=[prompt, gen.negative_prompt, first, count, metric, *gen.settings],
