@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import sys
 
 from studio.config import build_parser, config_from_args
 from studio.tempfiles import TempFiles
@@ -64,7 +66,8 @@ def build_demo(service):
 def main(args: argparse.Namespace):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = config_from_args(args)
-    temp = TempFiles(config.temp_dir)
+    temp = TempFiles(config.temp_dir)  # removed at exit (atexit), also on SIGTERM:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     os.environ["GRADIO_TEMP_DIR"] = str(temp.gradio_dir)  # before gradio is imported
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(temp.examples_dir)
     from studio.service import StudioService

@@ -1,4 +1,4 @@
-"""Temporary files of the app in one configurable directory: per-request folders, swept by age, removed at exit."""
+"""Temporary files of the app in one configurable directory: per-request folders swept by age, all removed at exit."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ class TempFiles:
         return removed
 
     def cleanup(self) -> None:
-        """Remove request folders; remove the whole root if this object created it."""
-        shutil.rmtree(self.root / "requests", ignore_errors=True)
+        """Remove everything the app wrote; the root itself too when this object created it."""
+        for sub in ("requests", "gradio", "examples"):
+            shutil.rmtree(self.root / sub, ignore_errors=True)
         if self.owned:
             shutil.rmtree(self.root, ignore_errors=True)

@@ -17,9 +17,13 @@ def _pixels(path: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("app"), "--offline", "--device", "cpu") as (url, proc):
+    workdir = tmp_path_factory.mktemp("app")
+    with running_app(workdir, "--offline", "--device", "cpu") as (url, proc):
         yield url
         assert proc.poll() is None, "the server died during the tests"
+        assert any((workdir / "tmp" / "requests").iterdir()), "download bundles go to --temp-dir"
+    leftovers = [p.name for p in (workdir / "tmp").iterdir()]
+    assert leftovers == [], f"temporary files left after shutdown: {leftovers}"
 
 
 @pytest.fixture(scope="module")
@@ -186,12 +190,14 @@ def test_launch_flags_and_shared_gating():
 
 def test_form_helpers():
     from studio.errors import OOM_HINT, to_gr_error
-    from studio.evaluation import parse_seeds
+    from studio.evaluation import check_prompt_file, parse_seeds
     from studio.render import aspect_size
 
     assert aspect_size(1024, 1024, "16:9") == (1368, 768)
     assert all(v % 8 == 0 for v in aspect_size(64, 64, "4:3"))
     assert parse_seeds("0, 2-4,2") == (0, 2, 3, 4)
+    with pytest.raises(ValueError, match="upload prompts as"):
+        check_prompt_file(__file__)
     with pytest.raises(ValueError, match="seeds"):
         parse_seeds("-1")
     import torch

@@ -67,7 +67,7 @@ def make_analyze(service: StudioService):
 def build_analysis_tab(service: StudioService, pair_state: gr.State) -> AnalysisTab:
     gr.Markdown(INTRO)
     button = gr.Button("Analyse the current pair", elem_id="analyze-button")
-    header = gr.Markdown(elem_id="analysis-header")
+    header = gr.Markdown(elem_id="analysis-header", label="Analysis summary")
     similarity = gr.Plot(label="Singular-vector similarity (Fig. 8)", elem_id="plot-similarity")
     with gr.Row():
         spectrum = gr.Plot(label="Singular value spectra", elem_id="plot-spectrum")

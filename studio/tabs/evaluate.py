@@ -158,7 +158,11 @@ def build_evaluate_tab(service: StudioService) -> None:
     with gr.Accordion("Custom run", open=False):
         with gr.Row():
             model = gr.Dropdown(service.models(), value=service.default_model, label="Model")
-            prompt_set = gr.Dropdown(_prompt_sets(), value="examples", label="Prompt set")
+            prompt_set = gr.Dropdown(
+                _prompt_sets(),
+                value="micro-heldout" if service.default_model == "micro" else "examples",
+                label="Prompt set",
+            )
             limit = gr.Number(value=4, precision=0, minimum=1, label="Limit (prompts)", elem_id="eval-limit")
             seeds = gr.Textbox(value="0", label="Seeds", info="e.g. 0,1 or 0-7")
             steps = gr.Number(value=0, precision=0, minimum=0, label="Steps (0 = model default)")
@@ -180,7 +184,7 @@ def build_evaluate_tab(service: StudioService) -> None:
         runs = gr.Dropdown(previous_runs(service), label="Previous runs", allow_custom_value=True, scale=3)
         resume_btn = gr.Button("Resume run", scale=1)
         cancel = gr.Button("Cancel", variant="stop", scale=1)
-    status = gr.Markdown(elem_id="eval-status")
+    status = gr.Markdown(elem_id="eval-status", label="Status")
     summary = gr.Dataframe(label="Results (mean with 95% CI, win rate vs standard)", interactive=False)
     chart = gr.Plot(label="Win rate vs standard (Fig. 3 style)", elem_id="eval-chart")
     per_prompt = gr.Dataframe(label="Per prompt and seed (select a row to see its images)", interactive=False)

@@ -194,7 +194,7 @@ def build_generate_tab(service: StudioService, pair_state: gr.State) -> Generate
     )
     scores = gr.Dataframe(label="Scores", interactive=False, elem_id="pair-scores")
     timings = gr.Dataframe(label="Time and peak memory per image", interactive=False)
-    summary = gr.Markdown(elem_id="pair-summary")
+    summary = gr.Markdown(elem_id="pair-summary", label="Summary")
     download = gr.File(label="Download the pair (PNGs, latents, meta.json)", elem_id="pair-download")
     outputs = [gallery, slider, scores, timings, summary, download]
     settings = [model_dd, npnet, scheduler, steps, cfg, width, height]

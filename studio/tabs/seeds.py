@@ -128,7 +128,7 @@ def build_seeds_tab(service: StudioService, gen: GenerateTab, pair_state: gr.Sta
             metrics, value=default if default in metrics else metrics[0], label="Metric", scale=1
         )
     button = gr.Button("Run seed grid", variant="primary", elem_id="seeds-button")
-    result = gr.Markdown(elem_id="seeds-summary")
+    result = gr.Markdown(elem_id="seeds-summary", label="Seed grid summary")
     table = gr.Dataframe(label="Per seed (click a header to sort, a row to open the pair)", interactive=False,
                          elem_id="seeds-table")  # fmt: skip
     gallery = gr.Gallery(

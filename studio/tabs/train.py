@@ -118,7 +118,7 @@ def build_train_tab(service: StudioService) -> None:
     with gr.Row():
         button = gr.Button("Collect and train", variant="primary", elem_id="train-button")
         stop = gr.Button("Stop after this epoch", variant="stop")
-    status = gr.Markdown(elem_id="train-status")
+    status = gr.Markdown(elem_id="train-status", label="Status")
     curve = gr.Plot(label="Loss", elem_id="train-curve")
     checkpoint = gr.File(label="Checkpoint (safetensors)")
     button.click(
