@@ -56,6 +56,8 @@ PROMPT_SETS: dict[str, PromptSet] = {
                   "asset", "examples.txt", ()),
         PromptSet("micro-heldout", "the micro world's held-out captions (offline; npnet.micro.grammar)",
                   "python", "npnet.micro.grammar:heldout_captions", ()),
+        PromptSet("micro-train", "the micro world's training captions (offline; the micro NPD)",
+                  "python", "npnet.micro.npnet_stage:train_captions", ()),
         PromptSet("drawbench", "DrawBench, all 200 prompts (Saharia et al. 2022)", "hub", "shunk031/DrawBench",
                   ("default/test/*.parquet",), "prompts", 200, "refs/convert/parquet"),
         PromptSet("pickapic", "Pick-a-Pic v1 unique test captions, first 100 (as the paper)", "hub",

@@ -1,0 +1,257 @@
+"""The micro NPNet experiment end to end: collect -> train (+ Table 4 ablations) -> evaluate (+ steps, Fig. 4).
+
+    python -m npnet.micro.experiments all --run runs/micro_npnet --seeds-per-prompt 6 --epochs 30
+    python -m npnet.micro.experiments collect --run runs/micro_npnet      # one stage at a time, each resumes
+    python -m npnet.micro.experiments train --run runs/micro_npnet --variant no-svd
+    python -m npnet.micro.experiments evaluate --run runs/micro_npnet --variant full --steps 10
+    python -m npnet.micro.experiments report --run runs/micro_npnet --out assets/micro/results
+    python -m npnet.micro.experiments export --run runs/micro_npnet      # -> assets/micro/npnet.safetensors
+
+Every stage calls the general code (``npnet.collect``, ``npnet.train``, ``eval.benchmark``, ``eval.stats``);
+see ``npnet.micro.npnet_stage``. Results (``results.json``, ``summary.csv``, ``results.md``) are what was
+measured: nothing is filtered or chosen after the fact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from npnet.jobs import atomic_write_json, atomic_write_text
+from npnet.micro.npnet_stage import (
+    VARIANTS,
+    StageSettings,
+    collect_stage,
+    cost_stage,
+    evaluate_stage,
+    summarize_run,
+    threads,
+    train_stage,
+    training_summary,
+)
+
+ASSET_NPNET = Path(__file__).resolve().parents[2] / "assets" / "micro" / "npnet.safetensors"
+ABLATIONS = ("no-svd", "no-residual", "no-select")
+
+
+def evaluate_all(
+    settings: StageSettings, variants: tuple[str, ...], steps_curve: tuple[int, ...], log=print
+) -> None:
+    """The main evaluation (preset steps), each ablation, and the full model at other step counts."""
+    for variant in variants:
+        log(f"evaluate {variant} at the preset's steps")
+        evaluate_stage(settings, variant)
+    for steps in steps_curve:
+        log(f"evaluate full at {steps} steps")
+        evaluate_stage(settings, "full", steps=steps)
+
+
+def run_all(
+    settings: StageSettings,
+    variants: tuple[str, ...] = ("full", *ABLATIONS),
+    steps_curve: tuple[int, ...] = (10, 40),
+    results: str | Path | None = None,
+    log=print,
+) -> dict[str, Any]:
+    """Every stage in order (each resumes); writes the results folder when ``results`` is given."""
+    log(json.dumps(collect_stage(settings, progress=sys.stderr.isatty())))
+    for variant in variants:
+        log(json.dumps({variant: train_stage(settings, variant, log=log)}))
+    evaluate_all(settings, variants, steps_curve, log=log)
+    report = gather(settings, cost=cost_stage(settings))
+    if results:
+        write_results(report, results)
+    return report
+
+
+# -- results ----------------------------------------------------------------------------------------------
+def gather(settings: StageSettings, cost: dict[str, float] | None = None) -> dict[str, Any]:
+    """Everything measured in a run folder: data, training, every evaluation's summary."""
+    import pandas as pd
+
+    root = settings.root
+    summaries = []
+    for run_dir in sorted((root / "eval").glob("*-steps*")):
+        summaries.append(summarize_run(run_dir))
+    summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
+    training = {
+        v: training_summary(settings.npnet_dir(v))
+        for v in VARIANTS
+        if (settings.npnet_dir(v) / "history.csv").exists()
+    }
+    return {
+        "settings": {**dataclasses.asdict(settings), "eval_seeds": list(settings.eval_seeds)},
+        "world": json.loads((root / "world.json").read_text()),
+        "collect": json.loads((root / "collect.json").read_text())
+        if (root / "collect.json").exists()
+        else None,
+        "npd_config": json.loads((settings.npd / "config.json").read_text()),
+        "training": training,
+        "cost_seconds": cost,
+        "summary": summary,
+    }
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return (
+        "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    )
+
+
+def _ci(row, key: str, low: str, high: str, scale: float = 1.0, digits: int = 3) -> str:
+    return f"{_fmt(row[key] * scale, digits)} [{_fmt(row[low] * scale, digits)}, {_fmt(row[high] * scale, digits)}]"
+
+
+def markdown_table(summary) -> str:
+    """Mean micro score with 95% t-CI; vs standard: win / tie / loss, win rate with bootstrap CI, sign test."""
+    head = (
+        "| NPNet | steps | method | n | mean micro score [95% CI] | win rate % [95% CI] | W / T / L | "
+        "mean diff [95% CI] | sign-test p |\n|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for _, r in summary.iterrows():
+        vs = r["method"] != "standard"
+        win = _ci(r, "win_rate", "win_rate_ci_low", "win_rate_ci_high", 100, 1) if vs else "-"
+        wtl = f"{int(r['wins'])} / {int(r['ties'])} / {int(r['losses'])}" if vs else "-"
+        diff = _ci(r, "mean_diff", "mean_diff_ci_low", "mean_diff_ci_high", 1, 4) if vs else "-"
+        p = f"{r['sign_p']:.2g}" if vs else "-"
+        mean = _ci(r, "mean", "ci_low", "ci_high")
+        lines.append(
+            f"| {r['variant']} | {r['steps']} | {r['method']} | {r['n']} | {mean} | {win} | {wtl} | {diff} | {p} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def write_results(report: dict[str, Any], out: str | Path) -> Path:
+    """results.json (settings, data, training, cost, summary records), summary.csv and results.md."""
+    out = Path(out)
+    summary = report["summary"]
+    data = {k: v for k, v in report.items() if k != "summary"}
+    data["summary"] = json.loads(summary.to_json(orient="records"))
+    atomic_write_json(out / "results.json", data)
+    atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
+    collect = report["collect"] or {}
+    text = [
+        "# Micro NPNet results (generated by `python -m npnet.micro.experiments report`)\n",
+        f"Generator fingerprint {report['world']['fingerprint']}; NPD: {collect.get('pairs')} pairs, "
+        f"{collect.get('kept')} kept ({_fmt(collect.get('kept_fraction'))}).\n",
+        markdown_table(summary),
+        "\n| NPNet | best epoch | val MSE | identity MSE | zero MSE | alpha | beta |\n|---|---|---|---|---|---|---|",
+    ]
+    for variant, t in report["training"].items():
+        b = t["best"]
+        text.append(
+            f"| {variant} | {int(b['epoch'])}/{t['epochs']} | {b['val_loss']:.4f} | {b['val_identity']:.4f} | "
+            f"{b['val_zero']:.4f} | {b['alpha']:+.3f} | {b['beta']:+.3f} |"
+        )
+    if report.get("cost_seconds"):
+        text.append(
+            "\nCost (s, CPU): " + json.dumps({k: round(v, 4) for k, v in report["cost_seconds"].items()})
+        )
+    atomic_write_text(out / "results.md", "\n".join(text) + "\n")
+    return out
+
+
+def export(settings: StageSettings, variant: str = "full", to: str | Path = ASSET_NPNET) -> Path:
+    """Copy the variant's best checkpoint (safetensors, config in its metadata) to the shipped asset path."""
+    from npnet.model import NPNet
+
+    source = settings.npnet_path(variant)
+    NPNet.from_pretrained(str(source))  # refuse to ship a file that does not load
+    to = Path(to)
+    to.parent.mkdir(parents=True, exist_ok=True)
+    tmp = to.with_suffix(".tmp")
+    shutil.copyfile(source, tmp)
+    tmp.replace(to)
+    return to
+
+
+# -- CLI ---------------------------------------------------------------------------------------------------
+def _ints(text: str) -> tuple[int, ...]:
+    values = tuple(int(v) for v in text.split(",") if v.strip())
+    if not values:
+        raise argparse.ArgumentTypeError("expected comma-separated integers, e.g. 0,1,2")
+    return values
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(v.strip() for v in text.split(",") if v.strip())
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    return names
+
+
+def _settings(args: argparse.Namespace) -> StageSettings:
+    fields = {f.name for f in dataclasses.fields(StageSettings)}
+    return StageSettings(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = StageSettings(run="")
+    parser = argparse.ArgumentParser(
+        prog="python -m npnet.micro.experiments", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "command", choices=("collect", "train", "evaluate", "cost", "report", "export", "all")
+    )
+    parser.add_argument("--run", required=True, help="experiment folder (created, or resumed)")
+    parser.add_argument(
+        "--generator", default=None, help="micro pipeline folder (default assets/micro/generator)"
+    )
+    parser.add_argument("--seeds-per-prompt", type=int, default=d.seeds_per_prompt)
+    parser.add_argument("--prompt-limit", type=int, default=None, help="first N training captions")
+    parser.add_argument("--collect-steps", type=int, default=d.collect_steps)
+    parser.add_argument("--cfg", type=float, default=None, help="w_l (default: the micro preset's CFG)")
+    parser.add_argument("--inversion-cfg", type=float, default=d.inversion_cfg, help="w_w")
+    parser.add_argument("--margin", type=float, default=d.margin)
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--train-seed", type=int, default=d.train_seed)
+    parser.add_argument("--eval-limit", type=int, default=None, help="first N held-out captions")
+    parser.add_argument("--eval-seeds", type=_ints, default=d.eval_seeds)
+    parser.add_argument(
+        "--variant", default="full", choices=tuple(VARIANTS), help="train/evaluate/cost/export"
+    )
+    parser.add_argument("--variants", type=_names, default=("full", *ABLATIONS), help="for `all`")
+    parser.add_argument("--steps", type=int, default=None, help="evaluate: sampling steps (default preset's)")
+    parser.add_argument("--steps-curve", type=_ints, default=(10, 40), help="for `all`: extra step counts")
+    parser.add_argument("--out", default=None, help="report: results folder; export: target file")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> Any:
+    args = build_parser().parse_args(argv)
+    threads(args.threads)
+    settings = _settings(args)
+    if args.command == "collect":
+        return print(json.dumps(collect_stage(settings, progress=sys.stderr.isatty())))
+    if args.command == "train":
+        return print(json.dumps(train_stage(settings, args.variant)))
+    if args.command == "evaluate":
+        return print(evaluate_stage(settings, args.variant, args.steps).to_string(index=False))
+    if args.command == "cost":
+        return print(json.dumps(cost_stage(settings, args.variant)))
+    if args.command == "export":
+        return print(export(settings, args.variant, args.out or ASSET_NPNET))
+    if args.command == "report":
+        report = gather(settings, cost=cost_stage(settings))
+        print(markdown_table(report["summary"]))
+        return print(write_results(report, args.out or settings.root / "results"))
+    report = run_all(settings, args.variants, args.steps_curve, args.out or settings.root / "results")
+    return print(markdown_table(report["summary"]))
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except ValueError as err:
+        sys.exit(f"error: {err}")

@@ -1,0 +1,333 @@
+"""The micro world's NPNet stages, run through the project's general code paths (no micro-only path).
+
+* collect  -> ``npnet.collect.collect`` (paper Alg. 1) with the micro preset and ``MicroVerifier`` as the filter
+* train    -> ``npnet.train.train`` (Alg. 2) with the "micro" NPNet preset (or an ablated copy of it)
+* evaluate -> ``eval.benchmark.run_benchmark`` + ``eval.stats.summarize`` with the "micro" scorer
+
+A run folder holds ``world.json`` (which generator made it), ``npd/`` (the noise prompt dataset),
+``npnet/<variant>/`` (training runs) and ``eval/<variant>-steps<N>/`` (benchmark runs). Every stage resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from npnet.jobs import atomic_write_json
+
+MODEL = "micro"
+# Paper Table 4 ablations, as changes of the training run: (NPNetConfig changes, TrainConfig changes).
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "full": ({}, {}),
+    "no-svd": ({"use_svd_branch": False}, {}),
+    "no-residual": ({"use_residual_branch": False}, {}),
+    "no-select": ({}, {"select": False}),
+}
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """Settings shared by the stages of one micro NPNet experiment (paper App. D.1 scaled to the micro world)."""
+
+    run: str
+    generator: str | None = None  # pipeline folder; default assets/micro/generator
+    seeds_per_prompt: int = 6
+    prompt_limit: int | None = None  # first N training captions
+    collect_steps: int = 10  # DDIM steps of sampling and re-denoise during collection (paper: 10)
+    cfg: float | None = None  # w_l; None: the micro preset's CFG
+    inversion_cfg: float = 1.0  # w_w
+    margin: float = 0.0  # keep iff s_0 + m < s'_0
+    scheduler: str = "ddim"
+    seed_base: int = 0
+    shard_size: int = 64
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-4
+    train_seed: int = 0
+    eval_prompts: str = "micro-heldout"
+    eval_limit: int | None = None
+    eval_seeds: tuple[int, ...] = (0, 1, 2)
+    device: str = "cpu"
+
+    @property
+    def root(self) -> Path:
+        return Path(self.run)
+
+    @property
+    def npd(self) -> Path:
+        return self.root / "npd"
+
+    def npnet_dir(self, variant: str) -> Path:
+        check_variant(variant)
+        return self.root / "npnet" / variant
+
+    def npnet_path(self, variant: str) -> Path:
+        return self.npnet_dir(variant) / "best" / "npnet.safetensors"
+
+    def eval_dir(self, variant: str, steps: int | None) -> Path:
+        return self.root / "eval" / f"{variant}-steps{steps or 'default'}"
+
+
+def check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+
+
+def train_captions() -> list[str]:
+    """Every training-split caption of the micro grammar, in a fixed order (held-out ones excluded)."""
+    from npnet.micro.grammar import KINDS, caption_of, specs_for
+
+    return [caption_of(s) for kind in KINDS for s in specs_for("train")[kind]]
+
+
+# -- the world: which generator, which NPNet ----------------------------------------------------------
+def generator_dir(settings: StageSettings) -> Path:
+    from npnet.micro.pipeline import GENERATOR_DIR
+
+    return Path(settings.generator) if settings.generator else GENERATOR_DIR
+
+
+def generator_fingerprint(folder: str | Path) -> str:
+    """sha256 over the generator's weight files (names and bytes): identifies the world a run belongs to."""
+    digest = hashlib.sha256()
+    files = sorted(Path(folder).rglob("*.safetensors"))
+    if not files:
+        raise ValueError(
+            f"{folder} holds no safetensors weights; pass --generator with a micro pipeline folder"
+        )
+    for path in files:
+        digest.update(str(path.relative_to(folder)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def check_world(settings: StageSettings) -> dict[str, str]:
+    """Record (or check) the generator of this run: a run never mixes images of two generators."""
+    folder = generator_dir(settings)
+    world = {"generator": str(folder), "fingerprint": generator_fingerprint(folder)}
+    path = settings.root / "world.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old["fingerprint"] != world["fingerprint"]:
+            raise ValueError(
+                f"{settings.root} was made with generator {old['generator']} ({old['fingerprint']}); "
+                f"{folder} is another ({world['fingerprint']}). Use a new --run folder"
+            )
+        return old
+    atomic_write_json(path, world)
+    return world
+
+
+@contextlib.contextmanager
+def micro_world(settings: StageSettings):
+    """Point the micro preset at ``settings.generator``; before any NPNet exists, give it no checkpoint.
+
+    The service loads a preset's NPNet even for standard/inversion-only requests, so collecting the very
+    first NPD would fail on the missing assets/micro/npnet.safetensors; the NPNet is not used there.
+    """
+    import npnet.micro.pipeline as micro_pipeline
+    from npnet.loading import PROJECT_ROOT
+    from npnet.registry import MODEL_PRESETS
+
+    check_world(settings)
+    old_dir, old_preset = micro_pipeline.GENERATOR_DIR, MODEL_PRESETS[MODEL]
+    micro_pipeline.GENERATOR_DIR = generator_dir(settings)
+    spec = old_preset.npnet_checkpoint
+    if spec and spec.startswith("assets/") and not (PROJECT_ROOT / spec).is_file():
+        MODEL_PRESETS[MODEL] = dataclasses.replace(old_preset, npnet_checkpoint=None)
+    try:
+        yield
+    finally:
+        micro_pipeline.GENERATOR_DIR, MODEL_PRESETS[MODEL] = old_dir, old_preset
+
+
+def _service(settings: StageSettings):
+    from npnet.service import GoldenNoiseService
+
+    return GoldenNoiseService(device=settings.device, offline=True, progress=False)
+
+
+# -- stages ---------------------------------------------------------------------------------------------
+def collect_stage(settings: StageSettings, progress: bool = True) -> dict[str, Any]:
+    """Alg. 1 on the training captions x seeds with the micro verifier as the filter; resumes."""
+    from npnet.collect import collect
+    from npnet.dataset import read_manifest
+    from npnet.micro.verifier import MicroVerifier
+
+    prompts = train_captions()[: settings.prompt_limit] if settings.prompt_limit else train_captions()
+    with micro_world(settings):
+        result = collect(
+            _service(settings),
+            MODEL,
+            prompts,
+            settings.seeds_per_prompt,
+            settings.npd,
+            MicroVerifier(),
+            steps=settings.collect_steps,
+            cfg=settings.cfg,
+            inversion_cfg=settings.inversion_cfg,
+            margin=settings.margin,
+            scheduler=settings.scheduler,
+            seed_base=settings.seed_base,
+            shard_size=settings.shard_size,
+            scorer_name="micro",
+            rank=0,
+            world=1,
+            progress=progress,
+        )
+    rows = read_manifest(settings.npd)
+    record = {
+        "pairs": len(rows),
+        "kept": sum(bool(r["kept"]) for r in rows),
+        "prompts": len(prompts),
+        "seeds_per_prompt": settings.seeds_per_prompt,
+        "seconds_this_call": result.seconds,
+        "collected_this_call": result.collected,
+        "seconds_per_pair": result.seconds_per_sample,
+        "mean_score_standard": sum(r["score_standard"] for r in rows) / len(rows),
+        "mean_score_inversion": sum(r["score_inversion"] for r in rows) / len(rows),
+    }
+    record["kept_fraction"] = record["kept"] / record["pairs"]
+    if result.collected:  # keep the timing of the call that did the work
+        atomic_write_json(settings.root / "collect.json", record)
+    return record
+
+
+def train_config(settings: StageSettings, variant: str, epochs: int | None = None):
+    """The ``npnet.train.TrainConfig`` of one variant (full model or a Table 4 ablation)."""
+    from npnet.model import NPNET_PRESETS
+    from npnet.train import TrainConfig
+
+    check_variant(variant)
+    model_changes, train_changes = VARIANTS[variant]
+    preset = dataclasses.replace(NPNET_PRESETS[MODEL], **model_changes) if model_changes else MODEL
+    return TrainConfig(
+        data=str(settings.npd),
+        out=str(settings.npnet_dir(variant)),
+        preset=preset,
+        epochs=epochs or settings.epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        seed=settings.train_seed,
+        device="cpu" if settings.device == "cpu" else "auto",
+        **train_changes,
+    )
+
+
+def train_stage(settings: StageSettings, variant: str = "full", log=print) -> dict[str, Any]:
+    """Alg. 2 for one variant; resumes from ``last/`` and skips a finished run."""
+    from npnet.train import train
+
+    config = train_config(settings, variant)
+    out = Path(config.out)
+    done = _finished_epochs(out)
+    if done >= config.epochs:
+        log(f"{out}: already trained for {done} epochs")
+    else:
+        start = time.perf_counter()
+        train(dataclasses.replace(config, resume=done > 0), log=log)
+        seconds = time.perf_counter() - start
+        atomic_write_json(out / "timing.json", {"seconds": seconds, "epochs_this_call": config.epochs - done})
+    return training_summary(out)
+
+
+def _finished_epochs(out: Path) -> int:
+    history = out / "history.csv"
+    if not (out / "last" / "trainer_state.pt").exists() or not history.exists():
+        return 0
+    return max(0, len(history.read_text().strip().splitlines()) - 1)
+
+
+def training_summary(out: Path) -> dict[str, Any]:
+    """Best epoch, its validation MSE against the identity / zero baselines, and alpha/beta."""
+    import pandas as pd
+
+    history = pd.read_csv(out / "history.csv")
+    best = history.loc[history["val_loss"].idxmin()]
+    timing = json.loads((out / "timing.json").read_text()) if (out / "timing.json").exists() else {}
+    keys = ("epoch", "train_loss", "val_loss", "val_identity", "val_zero", "rms_ratio", "alpha", "beta")
+    return {
+        "epochs": int(history["epoch"].max()),
+        "best": {k: float(best[k]) for k in keys},
+        "train_seconds_last_call": timing.get("seconds"),
+    }
+
+
+def evaluate_stage(
+    settings: StageSettings,
+    variant: str = "full",
+    steps: int | None = None,
+    methods: tuple[str, ...] | None = None,
+):
+    """Benchmark one NPNet variant on the held-out captions x seeds with the micro scorer; returns the summary."""
+    from eval.benchmark import BenchmarkConfig, run_benchmark
+
+    path = settings.npnet_path(variant)
+    if not path.is_file():
+        raise ValueError(f"no trained NPNet at {path}; run the train stage for variant {variant!r} first")
+    methods = methods or (("standard", "inversion", "npnet") if variant == "full" else ("standard", "npnet"))
+    out = settings.eval_dir(variant, steps)
+    config = BenchmarkConfig(
+        model=MODEL,
+        prompts=settings.eval_prompts,
+        limit=settings.eval_limit,
+        out=str(out),
+        seeds=tuple(settings.eval_seeds),
+        methods=tuple(methods),
+        metrics=("micro",),
+        steps=steps,
+        npnet=str(path.resolve()),
+        device=settings.device,
+        offline=True,
+    )
+    with micro_world(settings):
+        result = run_benchmark(config)
+    if result.counts.get("errors"):
+        raise ValueError(f"{result.counts['errors']} benchmark samples failed in {out}; see rows.rank0.jsonl")
+    return summarize_run(out)
+
+
+def summarize_run(run_dir: str | Path):
+    """Per-method micro score with CIs and paired win rates vs standard of one finished benchmark run."""
+    from eval.report import run_rows
+    from eval.stats import summarize
+
+    run_dir = Path(run_dir)
+    rows = run_rows(run_dir)
+    summary = summarize(rows, metrics=["micro"], group_by=())
+    summary.insert(0, "variant", run_dir.name.rpartition("-steps")[0])
+    summary.insert(1, "steps", int(rows["steps"].iloc[0]))
+    return summary
+
+
+def cost_stage(settings: StageSettings, variant: str = "full", samples: int = 8) -> dict[str, float]:
+    """Mean seconds of the NPNet forward, one re-denoise and one image's denoising (micro preset defaults)."""
+    from npnet.service import GenerationRequest
+
+    captions = train_captions()
+    with micro_world(settings):
+        service = _service(settings)
+        timings: list[dict[str, float]] = []
+        for i in range(samples + 1):  # the first call loads the models: not timed
+            request = GenerationRequest(
+                model=MODEL,
+                prompt=captions[i % len(captions)],
+                seed=i,
+                methods=("standard", "npnet", "inversion"),
+                npnet=str(settings.npnet_path(variant).resolve()),
+            )
+            timings.append(service.generate(request).timings)
+    keys = ("encode", "npnet", "redenoise", "denoise_per_image", "total")
+    return {k: sum(t[k] for t in timings[1:]) / samples for k in keys} | {"samples": samples}
+
+
+def threads(n: int) -> None:
+    torch.set_num_threads(max(1, int(n)))
