@@ -156,6 +156,19 @@ def sample_images(rows: pd.DataFrame, prompt_index: int, seed: int) -> list[tupl
     ]
 
 
+def stopped_early(run_dir: Path, note: str = "") -> EvalOutcome:
+    """A run cancelled before its first sample finished (its directory can still be resumed)."""
+    return EvalOutcome(
+        run_dir=Path(run_dir),
+        status=f"**Stopped** before the first sample finished{note}. Resume it from `{run_dir}`.",
+        summary=pd.DataFrame(columns=["metric", "method"]),
+        win_rates=None,
+        per_prompt=pd.DataFrame(columns=["prompt_index", "seed", "prompt"]),
+        files=[],
+        rows=pd.DataFrame(),
+    )
+
+
 def run_evaluation(
     service: StudioService,
     config,
@@ -176,6 +189,8 @@ def run_evaluation(
     )
     rows = result.rows
     errors = rows["error"].dropna() if "error" in rows else pd.Series(dtype=object)
+    if rows.empty and result.stopped:
+        return stopped_early(result.run_dir, note)
     if rows.empty or len(errors) == len(rows):
         first = errors.iloc[0] if len(errors) else "no samples were run"
         raise ValueError(f"the evaluation produced no scores: {first}")

@@ -21,7 +21,6 @@ def app_url(tmp_path_factory):
     with running_app(workdir, "--offline", "--device", "cpu") as (url, proc):
         yield url
         assert proc.poll() is None, "the server died during the tests"
-        assert any((workdir / "tmp" / "requests").iterdir()), "download bundles go to --temp-dir"
     leftovers = [p.name for p in (workdir / "tmp").iterdir()]
     assert leftovers == [], f"temporary files left after shutdown: {leftovers}"
 
@@ -84,7 +83,7 @@ def test_analyze_returns_figures_for_the_session_pair(client, model):
 
 
 def test_evaluate_two_prompts_returns_table_and_chart(client, model):
-    status, summary, chart, per_prompt, files, _runs = client.predict(
+    status, summary, chart, per_prompt, files, run_dir = client.predict(
         model=model, prompt_set="(prompts typed below)", prompts_text="a red circle\na blue square",
         prompts_file=None, limit=2, seeds="0", methods=["standard", "npnet"], metrics=["toy-brightness"],
         steps=2, api_name="/evaluate",
@@ -95,6 +94,34 @@ def test_evaluate_two_prompts_returns_table_and_chart(client, model):
     assert chart["type"] == "plotly" and json.loads(chart["plot"])["data"]
     assert len(per_prompt["data"]) == 2
     assert sorted(f.rsplit(".", 1)[-1] for f in files) == ["csv", "csv", "html", "parquet"]
+
+
+def test_evaluation_can_be_cancelled_and_resumed(app_url, model):
+    import time
+
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    prompts = "\n".join(f"a red circle {i}" for i in range(6))
+    job = client.submit(
+        model=model, prompt_set="(prompts typed below)", prompts_text=prompts, prompts_file=None, limit=6,
+        seeds="0-3", methods=["standard", "npnet"], metrics=["toy-brightness"], steps=2, api_name="/evaluate",
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+
+    def samples_done() -> int:
+        progress = job.status().progress_data
+        return int(progress[0].index or 0) if progress and progress[0].length else 0
+
+    while samples_done() < 1 and not job.done() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "Stopping" in client.predict(api_name="/cancel_evaluation")
+    status, *_rest, run_dir = job.result()
+    assert "Stopped" in status
+    computed = int(status.split(": ")[1].split(" samples computed")[0])
+    assert 1 <= computed < 24
+    status, *_rest = client.predict(run_dir=run_dir, api_name="/resume_evaluation")
+    assert "Done" in status and f"{computed} resumed from disk" in status
 
 
 def test_train_collects_trains_and_returns_a_loadable_checkpoint(client, model):

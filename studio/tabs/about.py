@@ -63,7 +63,7 @@ def runtime_notes(service: StudioService) -> str:
         f"{cfg.max_seeds} seeds\n"
         f"- training tab: {'enabled' if cfg.training_enabled else 'disabled (start with --allow-training)'}\n"
         "- API: `/generate`, `/analyze`, `/seeds`, `/evaluate`, `/evaluate_preset`, `/resume_evaluation`, "
-        "`/train` (see *Use via API* at the bottom of the page)"
+        "`/cancel_evaluation`, `/train` (see *Use via API* at the bottom of the page)"
     )
 
 

@@ -69,14 +69,13 @@ def custom_fields(
 
 
 def _outputs(service, outcome):
-    runs = previous_runs(service)
     return (
         outcome.status,
         outcome.summary,
         outcome.win_rates,
         outcome.per_prompt,
         outcome.files,
-        gr.update(choices=runs, value=str(outcome.run_dir)),
+        str(outcome.run_dir),
         outcome.rows,
     )
 
@@ -192,16 +191,30 @@ def build_evaluate_tab(service: StudioService) -> None:
     files = gr.File(label="Downloads (summary CSV, rows CSV and parquet, HTML report)", file_count="multiple")
     rows_state = gr.State(time_to_live=3600)
 
-    outputs = [status, summary, chart, per_prompt, files, runs, rows_state]
+    run_dir = gr.Textbox(label="Run directory", interactive=False, elem_id="eval-run-dir")
+    outputs = [status, summary, chart, per_prompt, files, run_dir, rows_state]
     form = [model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps]
-    run_custom.click(
-        evaluate, inputs=[gr.State(""), *form], outputs=outputs, api_name="evaluate", concurrency_id="gpu"
+    events = (
+        run_custom.click(
+            evaluate, inputs=[gr.State(""), *form], outputs=outputs, api_name="evaluate", concurrency_id="gpu"
+        ),
+        run_preset.click(
+            evaluate,
+            inputs=[preset, *form],
+            outputs=outputs,
+            api_name="evaluate_preset",
+            concurrency_id="gpu",
+        ),
+        resume_btn.click(
+            resume, inputs=runs, outputs=outputs, api_name="resume_evaluation", concurrency_id="gpu"
+        ),
     )
-    run_preset.click(
-        evaluate, inputs=[preset, *form], outputs=outputs, api_name="evaluate_preset", concurrency_id="gpu"
-    )
-    resume_btn.click(resume, inputs=runs, outputs=outputs, api_name="resume_evaluation", concurrency_id="gpu")
-    cancel.click(stop, outputs=status, queue=False, api_visibility="private")
+    for event in events:  # list the new run among the previous ones
+        event.then(
+            lambda current: gr.update(choices=previous_runs(service), value=current or None),
+            inputs=run_dir, outputs=runs, api_visibility="private", queue=False,
+        )  # fmt: skip
+    cancel.click(stop, outputs=status, queue=False, api_name="cancel_evaluation")
     preset.change(
         lambda name: _fill_from_preset(service, name), inputs=preset,
         outputs=[model, prompt_set, limit, seeds, methods, metrics, steps], api_visibility="private", queue=False,
