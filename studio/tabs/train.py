@@ -35,14 +35,6 @@ def _prompts(text: str, prompt_set: str) -> list[str]:
     return load_prompts(prompt_set)
 
 
-def micro_train_prompts(n: int = 4) -> list[str]:
-    """Training-split captions of the micro world (never its held-out evaluation captions)."""
-    from npnet.micro.grammar import caption_of, specs_for
-
-    specs = specs_for("train")
-    return [caption_of(specs[kind][i]) for i in range(n // 2) for kind in ("single", "relation")]
-
-
 def make_train(service: StudioService):
     @gpu(duration=900)
     @user_errors
@@ -100,9 +92,9 @@ def build_train_tab(service: StudioService) -> None:
         npnet = gr.Textbox(value=service.default_npnet(model), label="NPNet to fine-tune (empty: preset's)")
         init = gr.Radio(list(INITS), value=INITS[0], label="Initialisation")
     with gr.Row():
-        prompt_set = gr.Textbox(value="" if model == "micro" else "examples", label="Prompt set")
-        prompts_text = gr.Textbox("\n".join(micro_train_prompts()) if model == "micro" else "", lines=2,
-                                  label="…or prompts (one per line)")  # fmt: skip
+        # the micro world trains on its training captions, never on the held-out evaluation ones
+        prompt_set = gr.Textbox(value="micro-train" if model == "micro" else "examples", label="Prompt set")
+        prompts_text = gr.Textbox(label="…or prompts (one per line)", lines=2)
         max_prompts = gr.Number(value=4, precision=0, minimum=1, label="Max prompts")
         seeds_per_prompt = gr.Number(value=2, precision=0, minimum=1, label="Seeds per prompt")
     with gr.Row():
