@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 
 def gpu(duration: int = 60):
     """Decorator requesting a GPU for ``duration`` seconds per call on ZeroGPU Spaces."""
@@ -12,12 +10,3 @@ def gpu(duration: int = 60):
     except ImportError:
         return lambda fn: fn
     return spaces.GPU(duration=duration)
-
-
-@functools.cache
-def spaces_available() -> bool:
-    try:
-        import spaces  # noqa: F401
-    except ImportError:
-        return False
-    return True
