@@ -7,8 +7,10 @@ x'_T = re-denoise(x_T) for "inversion", then every method's image from one batch
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -164,10 +166,29 @@ class _PeakMemory:
     def __exit__(self, *exc):
         import resource
 
-        self.result["rss_high_water"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+        unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+        self.result["rss_high_water"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * unit
         if self.device.type == "cuda":
             self.result["cuda_max_allocated"] = int(torch.cuda.max_memory_allocated(self.device))
         return False
+
+
+@contextlib.contextmanager
+def _large_image_tiling(loaded: LoadedModel, settings: dict[str, Any]):
+    """On CUDA, decode images larger than the preset's native size with VAE tiling (restored after).
+
+    Runs under the model's lock, so no other request sees the temporary setting.
+    """
+    vae = loaded.pipe.vae
+    large = settings["width"] * settings["height"] > loaded.preset.width * loaded.preset.height
+    switch = loaded.device.type == "cuda" and large and not getattr(vae, "use_tiling", False)
+    if switch:
+        vae.enable_tiling()
+    try:
+        yield
+    finally:
+        if switch:
+            vae.disable_tiling()
 
 
 class GoldenNoiseService:
@@ -255,7 +276,7 @@ class GoldenNoiseService:
                     return self._generate_locked(loaded, request, settings, start)
 
     def _generate_locked(self, loaded: LoadedModel, request, settings, start: float) -> GenerationResult:
-        with _PeakMemory(loaded.device) as peak:
+        with _PeakMemory(loaded.device) as peak, _large_image_tiling(loaded, settings):
             timings: dict[str, float] = {}
             latents, embeds = self._latents(loaded, request, settings, timings)
             settings.update(device=str(loaded.device), dtype=str(loaded.dtype).replace("torch.", ""))
