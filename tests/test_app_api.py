@@ -231,3 +231,21 @@ def test_form_helpers():
 
     assert to_gr_error(torch.OutOfMemoryError("CUDA out of memory")).message == OOM_HINT
     assert "smaller size" in OOM_HINT and "offload" in OOM_HINT
+
+
+def test_gpu_decorator_uses_spaces_when_importable(monkeypatch):
+    import sys
+    import types
+
+    from studio.spaces_compat import gpu
+
+    def plain(x):
+        return x + 1
+
+    monkeypatch.setitem(sys.modules, "spaces", None)  # not importable: a no-op
+    assert gpu(30)(plain) is plain
+    calls = []
+    fake = types.ModuleType("spaces")
+    fake.GPU = lambda duration: lambda fn: calls.append(duration) or fn
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    assert gpu(120)(plain)(1) == 2 and calls == [120]
