@@ -1,0 +1,139 @@
+"""Micro NPNet: collect -> train -> evaluate end to end on the shipped micro world, shipped weights, results."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from npnet.dataset import read_manifest
+from npnet.micro import npnet_stage
+from npnet.micro.experiments import ASSET_NPNET, gather, write_results
+from npnet.micro.npnet_stage import StageSettings, train_captions, train_config
+from npnet.micro.pipeline import GENERATOR_DIR
+from npnet.model import NPNET_PRESETS, NPNet
+from npnet.registry import get_model_preset
+
+RESULTS = ASSET_NPNET.parent / "results"
+needs_generator = pytest.mark.skipif(
+    not (GENERATOR_DIR / "model_index.json").exists(),
+    reason=f"no shipped micro generator at {GENERATOR_DIR} (python -m npnet.micro train-generator ...)",
+)
+needs_npnet = pytest.mark.skipif(
+    not ASSET_NPNET.is_file(),
+    reason=f"no shipped micro NPNet at {ASSET_NPNET} (python -m npnet.micro.experiments all/export)",
+)
+
+
+def test_training_captions_exclude_the_heldout_set_and_presets_match():
+    from eval.prompts import load_prompts
+
+    train, heldout = train_captions(), load_prompts("micro-heldout")
+    assert train == load_prompts("micro-train")
+    assert len(train) > 400 and not set(train) & set(heldout)
+    assert get_model_preset("micro").npnet_preset == "micro"
+
+
+def test_ablation_configs_change_exactly_one_thing():
+    settings = StageSettings(run="unused")
+    full = train_config(settings, "full")
+    assert full.preset == "micro" and full.select
+    no_svd, no_res = train_config(settings, "no-svd"), train_config(settings, "no-residual")
+    assert no_svd.preset == dataclasses.replace(NPNET_PRESETS["micro"], use_svd_branch=False)
+    assert no_res.preset == dataclasses.replace(NPNET_PRESETS["micro"], use_residual_branch=False)
+    no_select = train_config(settings, "no-select")
+    assert no_select.preset == "micro" and not no_select.select
+    with pytest.raises(ValueError, match="unknown variant"):
+        train_config(settings, "no-such-thing")
+
+
+@needs_generator
+def test_collect_train_evaluate_end_to_end(tmp_path):
+    start = time.process_time()  # CPU seconds of this process: the budget on an uncontended CPU
+    settings = StageSettings(
+        run=str(tmp_path / "run"),
+        seeds_per_prompt=2,
+        prompt_limit=6,
+        collect_steps=4,
+        shard_size=6,
+        epochs=2,
+        batch_size=8,
+        eval_limit=3,
+        eval_seeds=(0,),
+    )
+    data = npnet_stage.collect_stage(settings, progress=False)
+    rows = read_manifest(settings.npd)
+    assert data["pairs"] == len(rows) == 12
+    assert all(r["kept"] == (r["score_standard"] + settings.margin < r["score_inversion"]) for r in rows)
+    assert all(0.0 <= r[k] <= 1.0 for r in rows for k in ("score_standard", "score_inversion"))
+    # a 12-pair NPD may keep too few pairs for a train/val split: train the "w/o selection" variant
+    trained = npnet_stage.train_stage(settings, "no-select", log=lambda _: None)
+    assert trained["epochs"] == 2
+    net = NPNet.from_pretrained(str(settings.npnet_path("no-select")))
+    assert net.config == NPNET_PRESETS["micro"]
+    summary = npnet_stage.evaluate_stage(
+        settings, "no-select", steps=4, methods=("standard", "inversion", "npnet")
+    )
+    assert list(summary["method"]) == ["standard", "inversion", "npnet"]
+    assert (summary["n"] == 3).all() and summary["mean"].between(0, 1).all()
+    npnet_row = summary.set_index("method").loc["npnet"]
+    assert npnet_row["wins"] + npnet_row["ties"] + npnet_row["losses"] == 3
+    report = gather(settings)
+    out = write_results(report, tmp_path / "results")
+    assert json.loads((out / "results.json").read_text())["collect"]["pairs"] == 12
+    assert "| no-select | 4 | npnet | 3 |" in (out / "results.md").read_text()
+    assert time.process_time() - start < 120
+
+
+@needs_generator
+@needs_npnet
+def test_shipped_pipeline_and_npnet_generate_deterministically_offline():
+    from npnet.service import GenerationRequest, GoldenNoiseService
+
+    service = GoldenNoiseService(device="cpu", offline=True, progress=False)
+    assert "micro" in service.available_models()
+    request = GenerationRequest(model="micro", prompt="a red circle above a blue square", seed=11, steps=8)
+    first, second = service.generate(request), service.generate(request)
+    for method in ("standard", "npnet"):
+        assert first.images[method].size == (64, 64)
+        assert first.images[method].tobytes() == second.images[method].tobytes()
+        assert torch.equal(first.latents[method], second.latents[method])
+    assert first.images["npnet"].tobytes() != first.images["standard"].tobytes()
+    assert not torch.equal(first.latents["npnet"], first.latents["standard"])
+    loaded = service.load("micro")
+    assert loaded.npnets["assets/micro/npnet.safetensors"].config == NPNET_PRESETS["micro"]
+
+
+@pytest.mark.skipif(not (RESULTS / "results.json").exists(), reason="no shipped micro results yet")
+def test_shipped_results_are_recomputed_from_the_shipped_rows():
+    from eval.stats import summarize
+
+    shipped = pd.read_csv(RESULTS / "summary.csv")
+    rows = pd.read_csv(RESULTS / "rows.csv")
+    for (variant, steps), table in shipped.groupby(["variant", "steps"]):
+        mine = rows[(rows["variant"] == variant) & (rows["steps"] == steps)]
+        again = summarize(mine, metrics=["micro"], group_by=())
+        pd.testing.assert_series_equal(
+            again["win_rate"].reset_index(drop=True),
+            table["win_rate"].reset_index(drop=True),
+            check_names=False,
+        )
+        pd.testing.assert_series_equal(
+            again["mean"].reset_index(drop=True), table["mean"].reset_index(drop=True), check_names=False
+        )
+    main = shipped[(shipped["variant"] == "full") & (shipped["method"] == "npnet")]
+    assert (main["n_pairs"] >= 200).all()
+    total = sum(f.stat().st_size for f in ASSET_NPNET.parent.rglob("*") if f.is_file())
+    assert total < 25 * 2**20
+
+
+def test_variant_errors_are_clear(tmp_path):
+    settings = StageSettings(run=str(tmp_path))
+    with pytest.raises(ValueError, match="no trained NPNet"):
+        npnet_stage.evaluate_stage(settings, "full")
+    assert Path(settings.npnet_path("full")).name == "npnet.safetensors"
