@@ -255,7 +255,7 @@ def test_local_path_without_the_file_says_which(tmp_path):
         get_scorer("clipscore", model=tmp_path).load()
 
 
-def test_mismatched_checkpoint_is_a_clear_error(tiny, tmp_path):
+def test_mismatched_checkpoint_is_a_clear_error(tiny):
     kwargs = dict(tiny["hpsv2"], arch_overrides={**tiny["hpsv2"]["arch_overrides"], "embed_dim": 24})
     with pytest.raises(ValueError, match="does not match open_clip"):
         get_scorer("hpsv2", **kwargs).load()
