@@ -12,6 +12,7 @@ from npnet.micro import grammar
 from npnet.micro.components import MicroConfig, build_components, build_pipeline, count_parameters
 from npnet.micro.grammar import caption_of, heldout_captions, parse_caption, sample_scene, vocabulary
 from npnet.micro.pipeline import MICRO_LATENT_SIZE, MICRO_TEXT_DIM, load_micro_pipeline
+from npnet.micro.quality import check_generator
 from npnet.micro.render import stream
 from npnet.micro.train_generator import TrainConfig, train
 from npnet.micro.verifier import MicroVerifier
@@ -176,3 +177,15 @@ def test_resumed_training_matches_uninterrupted_run(tmp_path):
 def test_missing_generator_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="train-generator"):
         load_micro_pipeline(path=tmp_path / "nowhere")
+
+
+def test_check_generator_reports_heldout_accuracy_of_a_saved_pipeline(tmp_path):
+    components = build_components(tmp_path / "tok", TINY)
+    half = {k: v.to(torch.float16) if isinstance(v, torch.nn.Module) else v for k, v in components.items()}
+    build_pipeline(half).save_pretrained(tmp_path / "gen", safe_serialization=True)
+    pipe = load_micro_pipeline(path=tmp_path / "gen")
+    assert pipe.unet.dtype == torch.float32 and pipe.text_encoder_2.dtype == torch.float32
+    report = check_generator(path=tmp_path / "gen", n_prompts=3, seeds=2, steps=2, grid=tmp_path / "grid.png")
+    assert report["prompts"] == 3 and report["seeds"] == 2
+    assert 0.0 <= report["accuracy"] <= 1.0 and 0.0 <= report["mean_score"] <= 1.0
+    assert (tmp_path / "grid.png").exists()

@@ -35,6 +35,7 @@ def _check(args: argparse.Namespace) -> None:
         guidance_scale=args.guidance_scale,
         threshold=args.threshold,
         grid=args.grid,
+        split=args.split,
     )
     print(json.dumps(report, indent=2))
 
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--steps", type=int, default=None)
     ck.add_argument("--guidance-scale", type=float, default=None)
     ck.add_argument("--threshold", type=float, default=None)
+    ck.add_argument("--split", choices=("heldout", "train"), default="heldout")
     ck.add_argument("--grid", default=None, help="write a PNG grid of the samples here")
     ck.set_defaults(func=_check)
     return parser

@@ -157,9 +157,11 @@ def _service(settings: StageSettings):
 
 # -- stages ---------------------------------------------------------------------------------------------
 def collect_stage(settings: StageSettings, progress: bool = True) -> dict[str, Any]:
-    """Alg. 1 on the training captions x seeds with the micro verifier as the filter; resumes."""
+    """Alg. 1 on the training captions x seeds with the micro verifier as the filter; resumes.
+
+    Several processes (RANK / WORLD_SIZE set, e.g. ``torchrun --nproc_per_node 2``) split the shards.
+    """
     from npnet.collect import collect
-    from npnet.dataset import read_manifest
     from npnet.micro.verifier import MicroVerifier
 
     prompts = train_captions()[: settings.prompt_limit] if settings.prompt_limit else train_captions()
@@ -179,26 +181,35 @@ def collect_stage(settings: StageSettings, progress: bool = True) -> dict[str, A
             seed_base=settings.seed_base,
             shard_size=settings.shard_size,
             scorer_name="micro",
-            rank=0,
-            world=1,
             progress=progress,
         )
-    rows = read_manifest(settings.npd)
-    record = {
-        "pairs": len(rows),
-        "kept": sum(bool(r["kept"]) for r in rows),
+    record = npd_record(settings.npd) | {
         "prompts": len(prompts),
         "seeds_per_prompt": settings.seeds_per_prompt,
         "seconds_this_call": result.seconds,
         "collected_this_call": result.collected,
         "seconds_per_pair": result.seconds_per_sample,
-        "mean_score_standard": sum(r["score_standard"] for r in rows) / len(rows),
-        "mean_score_inversion": sum(r["score_inversion"] for r in rows) / len(rows),
     }
-    record["kept_fraction"] = record["kept"] / record["pairs"]
-    if result.collected:  # keep the timing of the call that did the work
-        atomic_write_json(settings.root / "collect.json", record)
+    if result.collected:  # keep the timing of the call that did the work (one file per process)
+        atomic_write_json(settings.root / f"collect.rank{result.rank}.json", record)
     return record
+
+
+def npd_record(npd: Path) -> dict[str, Any]:
+    """Pairs, kept pairs and fraction, mean scores and how often x'_T scored better / worse than x_T."""
+    from npnet.dataset import read_manifest
+
+    rows = read_manifest(npd)
+    n, kept = len(rows), sum(bool(r["kept"]) for r in rows)
+    return {
+        "pairs": n,
+        "kept": kept,
+        "kept_fraction": kept / n if n else None,
+        "mean_score_standard": sum(r["score_standard"] for r in rows) / n if n else None,
+        "mean_score_inversion": sum(r["score_inversion"] for r in rows) / n if n else None,
+        "inversion_better": sum(r["score_inversion"] > r["score_standard"] for r in rows),
+        "inversion_worse": sum(r["score_inversion"] < r["score_standard"] for r in rows),
+    }
 
 
 def train_config(settings: StageSettings, variant: str, epochs: int | None = None):
@@ -288,11 +299,23 @@ def evaluate_stage(
         device=settings.device,
         offline=True,
     )
+    _share_image_cache(settings, out)
     with micro_world(settings):
         result = run_benchmark(config)
     if result.counts.get("errors"):
         raise ValueError(f"{result.counts['errors']} benchmark samples failed in {out}; see rows.rank0.jsonl")
     return summarize_run(out)
+
+
+def _share_image_cache(settings: StageSettings, out: Path) -> None:
+    """Every evaluation of a run uses one content-addressed image cache (keys hold the settings and the
+    NPNet's hash), so the standard and inversion images are generated once for all NPNet variants."""
+    shared = settings.root / "eval" / "images"
+    shared.mkdir(parents=True, exist_ok=True)
+    link = out / "images"
+    if not link.exists() and not link.is_symlink():
+        out.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path("..") / "images", target_is_directory=True)
 
 
 def summarize_run(run_dir: str | Path):

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from npnet.micro.grammar import heldout_captions, parse_caption
+from npnet.micro.grammar import KINDS, caption_of, heldout_captions, parse_caption, specs_for
 from npnet.micro.pipeline import MICRO_GUIDANCE_SCALE, MICRO_STEPS, load_micro_pipeline
 from npnet.micro.verifier import MicroVerifier
 
@@ -46,6 +46,15 @@ def save_grid(images: list[Image.Image], path: str | Path, columns: int = 16, sc
     return Path(path)
 
 
+def split_captions(split: str) -> list[str]:
+    """All held-out captions, or a fixed shuffled list of training captions (for tuning defaults off held-out)."""
+    if split == "heldout":
+        return heldout_captions()
+    captions = [caption_of(s) for kind in KINDS for s in specs_for(split)[kind]]
+    order = np.random.default_rng(0).permutation(len(captions))
+    return [captions[i] for i in order]
+
+
 def check_generator(
     path: str | Path | None = None,
     n_prompts: int = 85,
@@ -54,13 +63,14 @@ def check_generator(
     guidance_scale: float | None = None,
     threshold: float | None = None,
     grid: str | Path | None = None,
+    split: str = "heldout",
 ) -> dict:
     """Verifier accuracy (fraction of samples scoring above ``threshold``) on held-out prompts x seeds."""
     steps = steps or MICRO_STEPS
     guidance_scale = MICRO_GUIDANCE_SCALE if guidance_scale is None else guidance_scale
     threshold = CORRECT_THRESHOLD if threshold is None else threshold
     pipe = load_micro_pipeline(path=path)
-    captions = heldout_captions()[:n_prompts]
+    captions = split_captions(split)[:n_prompts]
     prompts = [c for c in captions for _ in range(seeds)]
     seed_list = [s for _ in captions for s in range(seeds)]
     start = time.time()
@@ -72,6 +82,7 @@ def check_generator(
     kinds = np.array([parse_caption(p).kind for p in prompts])
     per_prompt = scores.reshape(len(captions), seeds)
     return {
+        "split": split,
         "prompts": len(captions),
         "seeds": seeds,
         "steps": steps,

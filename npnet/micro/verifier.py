@@ -2,7 +2,7 @@
 
 The caption is parsed with the grammar; objects are detected by colour segmentation (connected components of
 pixels nearest each palette colour), each component's shape is classified softly from its bounding-box fill ratio
-and its top/bottom width profile, then object presence, count and relative position are scored with partial
+and its top/bottom width profile and corner fill, then object presence, count and relative position are scored with partial
 credit. Score = presence x count x relation, each in [0, 1], so it is continuous and 1 for a perfect image:
 presence is the matched components' probability of the asked shape (product over the two objects of a relation,
 mean over the copies of a count), count = exp(-|#detected - #asked|), relation a sigmoid of the centre offset.
@@ -20,9 +20,13 @@ from scipy import ndimage
 from npnet.micro.grammar import BACKGROUND, COLOURS, PALETTE, SHAPES, CaptionSpec, parse_caption
 
 _REFS = np.array([PALETTE[c] for c in COLOURS] + [BACKGROUND], dtype=np.float32)  # (C+1, 3)
-# Typical (fill ratio, top-width / bottom-width) of each shape.
-_SHAPE_PROTOTYPES = {"circle": (0.78, 1.0), "square": (1.0, 1.0), "triangle": (0.52, 0.22)}
-_SHAPE_SCALE = np.array([0.08, 0.15], dtype=np.float32)
+# Typical (fill ratio, top-width / bottom-width, top-corner fill, bottom-corner fill) of each shape.
+_SHAPE_PROTOTYPES = {
+    "circle": (0.78, 1.0, 0.3, 0.3),
+    "square": (1.0, 1.0, 1.0, 1.0),
+    "triangle": (0.52, 0.22, 0.0, 0.75),
+}
+_SHAPE_SCALE = np.array([0.08, 0.15, 0.2, 0.2], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -36,17 +40,19 @@ class Detection:
     shape_probs: dict[str, float]
 
 
-def _shape_features(mask: np.ndarray) -> tuple[float, float]:
-    """Bounding-box fill ratio and the width of the top third over the width of the bottom third."""
+def _shape_features(mask: np.ndarray) -> tuple[float, float, float, float]:
+    """Bounding-box fill ratio, top-third / bottom-third width, and fill of the top and bottom bbox corners."""
     rows, cols = np.nonzero(mask)
-    top, bottom = rows.min(), rows.max()
-    height = bottom - top + 1
-    width = cols.max() - cols.min() + 1
-    fill = mask.sum() / float(height * width)
+    box = mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # (h, w)
+    height, width = box.shape
+    fill = box.mean()
     third = max(1, height // 3)
-    widths = mask[top : bottom + 1].sum(axis=1).astype(np.float32)  # (height,)
-    ratio = widths[:third].mean() / max(widths[-third:].mean(), 1.0)
-    return float(fill), float(min(ratio, 1.5))
+    widths = box.sum(axis=1).astype(np.float32)  # (h,)
+    ratio = min(widths[:third].mean() / max(widths[-third:].mean(), 1.0), 1.5)
+    ch, cw = max(1, round(height / 4)), max(1, round(width / 4))
+    top = (box[:ch, :cw].mean() + box[:ch, -cw:].mean()) / 2
+    bottom = (box[-ch:, :cw].mean() + box[-ch:, -cw:].mean()) / 2
+    return float(fill), float(ratio), float(top), float(bottom)
 
 
 def _shape_probs(mask: np.ndarray) -> dict[str, float]:
