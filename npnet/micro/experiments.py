@@ -31,6 +31,7 @@ from npnet.micro.npnet_stage import (
     cost_stage,
     evaluate_stage,
     npd_record,
+    residual_agreement,
     summarize_run,
     threads,
     train_stage,
@@ -86,9 +87,9 @@ def gather(settings: StageSettings, cost: dict[str, float] | None = None) -> dic
         rows.append(run_rows(run_dir)[ROW_COLUMNS].assign(variant=summaries[-1]["variant"].iloc[0]))
     summary = order_summary(pd.concat(summaries, ignore_index=True)) if summaries else pd.DataFrame()
     training = {
-        v: training_summary(settings.npnet_dir(v))
+        v: training_summary(settings.npnet_dir(v)) | {"residual_agreement": residual_agreement(settings, v)}
         for v in VARIANTS
-        if (settings.npnet_dir(v) / "history.csv").exists()
+        if settings.npnet_path(v).is_file()
     }
     return {
         "settings": {**dataclasses.asdict(settings), "eval_seeds": list(settings.eval_seeds)},
@@ -196,13 +197,17 @@ def write_results(report: dict[str, Any], out: str | Path) -> Path:
         f"Generator fingerprint {report['world']['fingerprint']}; NPD: {collect.get('pairs')} pairs, "
         f"{collect.get('kept')} kept ({_fmt(collect.get('kept_fraction'))}).\n",
         *section_tables(summary),
-        "\n| NPNet | best epoch | val MSE | identity MSE | zero MSE | alpha | beta |\n|---|---|---|---|---|---|---|",
+        "\n## Training (validation split of the NPD)\n",
+        "cos / explained: agreement of NPNet(x_T) - x_T with x'_T - x_T on all validation pairs.\n",
+        "| NPNet | best epoch | val MSE | identity MSE | zero MSE | alpha | beta | cos | explained |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for variant, t in report["training"].items():
-        b = t["best"]
+        b, a = t["best"], t["residual_agreement"]
         text.append(
-            f"| {variant} | {int(b['epoch'])}/{t['epochs']} | {b['val_loss']:.4f} | {b['val_identity']:.4f} | "
-            f"{b['val_zero']:.4f} | {b['alpha']:+.3f} | {b['beta']:+.3f} |"
+            f"| {variant} | {int(b['epoch'])}/{t['epochs']} | {b['val_loss']:.5f} | {b['val_identity']:.5f} | "
+            f"{b['val_zero']:.3f} | {b['alpha']:+.3f} | {b['beta']:+.3f} | {a['cosine_mean']:.3f} | "
+            f"{a['explained_energy']:.3f} |"
         )
     if report.get("cost_seconds"):
         text.append(

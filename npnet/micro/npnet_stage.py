@@ -272,6 +272,34 @@ def training_summary(out: Path) -> dict[str, Any]:
     }
 
 
+@torch.no_grad()
+def residual_agreement(settings: StageSettings, variant: str = "full") -> dict[str, float]:
+    """On the NPD's validation pairs (all, kept or not): how well NPNet's change of the noise, NPNet(x_T) - x_T,
+    matches the re-denoise change x'_T - x_T (cosine, and the fraction of the change's energy explained)."""
+    from npnet.dataset import NoisePairDataset
+    from npnet.model import NPNet
+
+    config = train_config(settings, variant)
+    data = NoisePairDataset(
+        settings.npd, split="val", val_fraction=config.val_fraction, seed=config.seed, select=False
+    )
+    if len(data) == 0:
+        raise ValueError(f"{settings.npd} has no validation pairs; collect more pairs")
+    net = NPNet.from_pretrained(str(settings.npnet_path(variant))).eval()
+    x, xp, cond = (
+        torch.stack(t) for t in zip(*(data[i] for i in range(len(data))))
+    )  # (N, 4, h, w) x2, (N, 77, D)
+    want, got = (xp - x).flatten(1), (net(x, cond) - x).flatten(1)  # (N, 4*h*w)
+    cos = torch.nn.functional.cosine_similarity(got, want, dim=1)  # (N,)
+    explained = 1 - (got - want).square().sum() / want.square().sum()
+    return {
+        "pairs": len(data),
+        "cosine_mean": float(cos.mean()),
+        "explained_energy": float(explained),
+        "norm_ratio": float(got.norm(dim=1).mean() / want.norm(dim=1).mean()),
+    }
+
+
 def evaluate_stage(
     settings: StageSettings,
     variant: str = "full",
