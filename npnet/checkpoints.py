@@ -74,6 +74,8 @@ def resolve_checkpoint(spec: str | os.PathLike, filename: str | None = None) -> 
     if path.is_dir():
         return _checkpoint_in_folder(path) if filename is None else _existing(path / filename)
     spec = str(spec)
+    if spec.startswith(("/", "./", "../", "~")) or os.sep + os.sep in spec:
+        raise ValueError(f"NPNet checkpoint file {spec} does not exist")
     if filename is None and spec in HUB_CHECKPOINTS:
         entry = HUB_CHECKPOINTS[spec]
         return _download(entry.repo_id, entry.filename)

@@ -172,6 +172,8 @@ def test_corrupt_truncated_unsafe_and_foreign_files(tmp_path):
         load_npnet(tmp_path / "other.pth")
     with pytest.raises(ValueError, match="does not exist"):
         read_checkpoint(tmp_path / "absent.pth")
+    with pytest.raises(ValueError, match="absent.safetensors does not exist"):
+        load_npnet(str(tmp_path / "absent.safetensors"))
 
 
 def test_hub_names_fail_offline_with_download_instructions():
