@@ -1,9 +1,11 @@
 """The app in a real browser: Debian's chromium driven by playwright (never `playwright install`).
 
 Loads the page, generates a pair, waits until both images and the analysis plots render, runs a small
-seed grid and evaluation, and saves a screenshot of every tab to assets/app/screenshots/.
+seed grid and evaluation, and saves a screenshot of every tab (to assets/app/screenshots/ when
+NPNET_UPDATE_SCREENSHOTS=1, the README's pictures; else to a temporary folder, keeping the tree clean).
 """
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -12,7 +14,11 @@ import pytest
 from studio.devserver import running_app
 
 CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[1] / "assets" / "app" / "screenshots"
+SHOTS = (
+    Path(__file__).resolve().parents[1] / "assets" / "app" / "screenshots"
+    if os.environ.get("NPNET_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "npnet-screenshots"
+)
 ARGS = [
     "--headless",
     "--no-sandbox",

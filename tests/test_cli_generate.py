@@ -5,22 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import torch
 from PIL import Image
 
 import npnet.__main__ as cli
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads; one thread avoids OpenMP contention on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_generate_writes_one_png_per_method_and_meta(tmp_path):

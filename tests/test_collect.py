@@ -15,15 +15,6 @@ PROMPTS = ["a red cube on a table", "a blue ball", "a green tree at night", "a y
 SETTINGS = dict(steps=2, shard_size=4, progress=False)  # 2 sampling / re-denoise steps keep the CPU test fast
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models are dominated by threading overhead on a shared CPU: one intra-op thread is much faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def service():
     return GoldenNoiseService(device="cpu", offline=True, progress=False)

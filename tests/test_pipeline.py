@@ -16,15 +16,6 @@ MODELS = ["tiny-sdxl", "tiny-hunyuan-dit"]
 PROMPT = "a red cube on a blue table"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads; one thread avoids OpenMP contention on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def service():
     return GoldenNoiseService(device="cpu", progress=False, max_loaded=2)

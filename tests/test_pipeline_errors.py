@@ -3,22 +3,12 @@
 import dataclasses
 
 import pytest
-import torch
 
 from npnet.model import NPNET_PRESETS, NPNet
 from npnet.service import GenerationRequest, GoldenNoiseService
 from npnet.tiny import TINY_BERT_DIM, build_tiny_npnet
 
 PROMPT = "a red cube"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads; one thread avoids OpenMP contention on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

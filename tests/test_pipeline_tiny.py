@@ -11,15 +11,6 @@ from npnet.tiny import TINY_BERT_DIM, TINY_SDXL_TEXT_DIM, build_tiny_hunyuan_dit
 BUILDERS = {"sdxl": build_tiny_sdxl, "hunyuan-dit": build_tiny_hunyuan_dit}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads; one thread avoids OpenMP contention on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module", params=list(BUILDERS))
 def pipe(request):
     pipe = BUILDERS[request.param]()

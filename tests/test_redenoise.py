@@ -14,15 +14,6 @@ K = 1000 // STEPS  # DDIM step size in timesteps
 PROMPT = "a red cube on a blue table"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads; one thread avoids OpenMP contention on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module", params=["sdxl", "hunyuan-dit"])
 def setup(request):
     pipe = build_tiny_sdxl() if request.param == "sdxl" else build_tiny_hunyuan_dit()

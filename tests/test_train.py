@@ -13,15 +13,6 @@ from npnet.model import NPNet
 from npnet.train import TrainConfig, _collate, add_arguments, epoch_batches, evaluate, main, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models are dominated by threading overhead on a shared CPU: one intra-op thread is much faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _learnable(folder, n_prompts=4, per_prompt=12, seed=0):
     """x'_T = x_T + a per-channel offset fixed by the prompt: learnable only through the condition."""
     g = torch.Generator().manual_seed(seed)
