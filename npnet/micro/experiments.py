@@ -270,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cfg", type=float, default=None, help="w_l (default: the micro preset's CFG)")
     parser.add_argument("--inversion-cfg", type=float, default=d.inversion_cfg, help="w_w")
     parser.add_argument("--margin", type=float, default=d.margin)
+    parser.add_argument(
+        "--train-margin", type=float, default=None, help="train: re-apply s_0 + m < s'_0 with this margin"
+    )
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--lr", type=float, default=d.lr)

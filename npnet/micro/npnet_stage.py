@@ -44,7 +44,8 @@ class StageSettings:
     collect_steps: int = 10  # DDIM steps of sampling and re-denoise during collection (paper: 10)
     cfg: float | None = None  # w_l; None: the micro preset's CFG
     inversion_cfg: float = 1.0  # w_w
-    margin: float = 0.0  # keep iff s_0 + m < s'_0
+    margin: float = 0.0  # keep iff s_0 + m < s'_0 (stored with every pair)
+    train_margin: float | None = None  # re-apply the selection with another margin when training
     scheduler: str = "ddim"
     seed_base: int = 0
     shard_size: int = 64
@@ -228,6 +229,7 @@ def train_config(settings: StageSettings, variant: str, epochs: int | None = Non
         batch_size=settings.batch_size,
         lr=settings.lr,
         seed=settings.train_seed,
+        margin=settings.train_margin,
         device="cpu" if settings.device == "cpu" else "auto",
         **train_changes,
     )
@@ -382,3 +384,58 @@ def cost_stage(settings: StageSettings, variant: str = "full", samples: int = 8)
 
 def threads(n: int) -> None:
     torch.set_num_threads(max(1, int(n)))
+
+
+def perturbation_control(settings: StageSettings, seeds: tuple[int, ...] = (0, 1, 2)) -> dict[str, Any]:
+    """Is x'_T - x_T better than chance? Score standard, inversion (x'_T) and a control x_T + r, where r is
+    Gaussian (seeded) scaled to the same norm as x'_T - x_T, on the held-out captions x seeds.
+
+    If the re-denoise direction carried the prompt's semantics, inversion would beat the control.
+    """
+    from npnet.micro.grammar import heldout_captions
+    from npnet.micro.verifier import MicroVerifier
+    from npnet.pipeline import denoise, encode_prompt, with_scheduler
+    from npnet.service import GenerationRequest
+
+    captions = heldout_captions()[: settings.eval_limit] if settings.eval_limit else heldout_captions()
+    verifier, scores = MicroVerifier(), {"standard": [], "inversion": [], "control": []}
+    with micro_world(settings):
+        service = _service(settings)
+        for prompt in captions:
+            for seed in seeds:
+                request = GenerationRequest(
+                    model=MODEL, prompt=prompt, seed=seed, methods=("standard", "inversion")
+                )
+                result = service.generate(request)
+                x, xp = result.latents["standard"], result.latents["inversion"]  # (1, 4, h, w)
+                r = torch.randn(
+                    x.shape, generator=torch.Generator().manual_seed(10_000 + seed)
+                )  # (1, 4, h, w)
+                control = x + r * (xp - x).norm() / r.norm()
+                pipe = service.load(MODEL).pipe
+                view = with_scheduler(pipe, result.settings["scheduler"], progress=False)
+                s = result.settings
+                image, _ = denoise(
+                    view,
+                    encode_prompt(pipe, prompt),
+                    control,
+                    s["steps"],
+                    s["guidance_scale"],
+                    64,
+                    64,
+                    seed=seed,
+                )
+                images = [result.images["standard"], result.images["inversion"], image[0]]
+                for name, value in zip(scores, verifier.score(images, [prompt] * 3).tolist()):
+                    scores[name].append(value)
+    base = torch.tensor(scores["standard"])
+    out: dict[str, Any] = {"pairs": len(base), "mean_standard": float(base.mean())}
+    for name in ("inversion", "control"):
+        other = torch.tensor(scores[name])
+        out[name] = {
+            "mean": float(other.mean()),
+            "wins": int((other > base).sum()),
+            "ties": int((other == base).sum()),
+            "losses": int((other < base).sum()),
+        }
+    return out
