@@ -31,6 +31,7 @@ from npnet.micro.npnet_stage import (
     cost_stage,
     evaluate_stage,
     npd_record,
+    perturbation_control,
     residual_agreement,
     summarize_run,
     threads,
@@ -98,11 +99,16 @@ def gather(settings: StageSettings, cost: dict[str, float] | None = None) -> dic
         "npd_config": json.loads((settings.npd / "config.json").read_text()),
         "training": training,
         "cost_seconds": cost,
+        "perturbation_control": _read_json(root / "control.json"),
         "summary": summary,
         "rows": pd.concat(rows, ignore_index=True)
         if rows
         else pd.DataFrame(columns=[*ROW_COLUMNS, "variant"]),
     }
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def collect_record(settings: StageSettings) -> dict[str, Any]:
@@ -213,6 +219,18 @@ def write_results(report: dict[str, Any], out: str | Path) -> Path:
         text.append(
             "\nCost (s, CPU): " + json.dumps({k: round(v, 4) for k, v in report["cost_seconds"].items()})
         )
+    control = report.get("perturbation_control")
+    if control:
+        text.append(
+            f"\nPerturbation control ({control['pairs']} held-out pairs, standard mean "
+            f"{control['mean_standard']:.3f}): "
+            + "; ".join(
+                f"{k} mean {control[k]['mean']:.3f}, W/T/L {control[k]['wins']}/{control[k]['ties']}/"
+                f"{control[k]['losses']}"
+                for k in ("inversion", "control")
+            )
+            + " (control: x_T + a random direction with the norm of x'_T - x_T)"
+        )
     atomic_write_text(out / "results.md", "\n".join(text) + "\n")
     return out
 
@@ -258,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m npnet.micro.experiments", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
-        "command", choices=("collect", "train", "evaluate", "cost", "report", "export", "all")
+        "command", choices=("collect", "train", "evaluate", "cost", "control", "report", "export", "all")
     )
     parser.add_argument("--run", required=True, help="experiment folder (created, or resumed)")
     parser.add_argument(
@@ -306,6 +324,10 @@ def main(argv: list[str] | None = None) -> Any:
         return print(evaluate_stage(settings, args.variant, args.steps, methods).to_string(index=False))
     if args.command == "cost":
         return print(json.dumps(cost_stage(settings, args.variant)))
+    if args.command == "control":
+        record = perturbation_control(settings)
+        atomic_write_json(settings.root / "control.json", record)
+        return print(json.dumps(record))
     if args.command == "export":
         return print(export(settings, args.variant, args.out or ASSET_NPNET))
     if args.command == "report":
