@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train-generator", help="train the micro VAE then UNet (resumable)")
     tr.add_argument("--out", required=True, help="run folder (checkpoints, latent cache, log)")
     tr.add_argument("--vae-steps", type=int, default=700)
-    tr.add_argument("--unet-steps", type=int, default=4000)
+    tr.add_argument("--unet-steps", type=int, default=6000)
     tr.add_argument("--vae-batch-size", type=int, default=32)
     tr.add_argument("--batch-size", type=int, default=96, help="UNet batch size")
     tr.add_argument("--cache-size", type=int, default=30000, help="training images encoded once by the VAE")

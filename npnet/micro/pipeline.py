@@ -18,8 +18,8 @@ MICRO_HEIGHT = IMAGE_SIZE
 MICRO_TEXT_DIM = 64
 MICRO_LATENT_SIZE = 8
 TRAIN_COMMAND = (
-    "python -m npnet.micro train-generator --out runs/micro_generator --vae-steps 1200 --unet-steps 3500 "
-    "--seed 0 --export-to assets/micro/generator"
+    "python -m npnet.micro --threads 1 train-generator --out runs/micro_generator --vae-steps 700 "
+    "--unet-steps 6000 --seed 0 --export-to assets/micro/generator"
 )
 
 

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from npnet.jobs import atomic_write_json, atomic_write_with
 from npnet.micro.components import MICRO_CONFIG, MicroConfig, build_components, build_pipeline
-from npnet.micro.grammar import IMAGE_SIZE
+from npnet.micro.grammar import IMAGE_SIZE, KINDS, parse_caption
 from npnet.micro.render import sample_batch
 
 PHASES = ("vae", "unet", "done")
@@ -32,7 +32,7 @@ class TrainConfig:
     """Budget and hyper-parameters of one generator training run."""
 
     vae_steps: int = 700
-    unet_steps: int = 4000
+    unet_steps: int = 6000
     vae_batch_size: int = 32
     batch_size: int = 96
     vae_lr: float = 2e-3
@@ -40,6 +40,11 @@ class TrainConfig:
     warmup: int = 100
     kl_weight: float = 1e-4
     cfg_dropout: float = 0.12
+    unet_kind_weights: tuple[float, ...] = (
+        0.15,
+        0.15,
+        0.7,
+    )  # single, count, relation (relations are hardest)
     ema_decay: float = 0.999
     cache_size: int = 30000
     seed: int = 0
@@ -57,6 +62,7 @@ class Trainer:
         self.pipe = build_pipeline(self.components)
         self.phase, self.step = "vae", 0
         self.cache: dict[str, torch.Tensor] | None = None
+        self._weights: np.ndarray | None = None
         self.captions: list[str] = []
         self._setup_phase()
 
@@ -105,7 +111,9 @@ class Trainer:
         """Epsilon-prediction loss ||eps - eps_theta(x_t, t, c)||^2 with CFG caption dropout."""
         assert self.cache is not None
         rng, gen = self._rng(1)
-        idx = torch.from_numpy(rng.integers(len(self.captions), size=self.config.batch_size))
+        idx = torch.from_numpy(
+            rng.choice(len(self.captions), size=self.config.batch_size, p=self._sample_weights())
+        )
         captions = [
             "" if u < self.config.cfg_dropout else self.captions[i] for u, i in zip(rng.random(len(idx)), idx)
         ]
@@ -168,6 +176,16 @@ class Trainer:
         with torch.no_grad():
             for name, p in self._named_params(phase):
                 p.copy_(self.ema[name])
+
+    def _sample_weights(self) -> np.ndarray:
+        """Per-cache-item sampling probabilities giving each caption kind its ``unet_kind_weights`` share."""
+        if self._weights is None:
+            kinds = np.array([KINDS.index(parse_caption(c).kind) for c in self.captions])
+            share = np.array(self.config.unet_kind_weights) / np.bincount(kinds, minlength=len(KINDS)).clip(
+                min=1
+            )
+            self._weights = share[kinds] / share[kinds].sum()
+        return self._weights
 
     def _load_cache(self) -> None:
         meta = json.loads((self.out / "latent_cache.json").read_text())
