@@ -227,8 +227,8 @@ class GoldenNoiseService:
                 names.append(name)
         return names
 
-    def load(self, model: str, npnet: str | None = None) -> LoadedModel:
-        """The loaded ``model`` (cached) with the NPNet ``npnet`` (or the preset's) loaded too."""
+    def load(self, model: str, npnet: str | None = None, with_npnet: bool = True) -> LoadedModel:
+        """The loaded ``model`` (cached) with the NPNet ``npnet`` (or the preset's) unless ``with_npnet=False``."""
         preset = resolve_model(model, self.offline)
         with self._lock:
             loaded = self._loaded.get(preset.name)
@@ -240,6 +240,8 @@ class GoldenNoiseService:
                 )
                 loaded = LoadedModel(preset, pipe, self.device, dtype)
                 self._loaded[preset.name] = loaded
+        if not with_npnet:
+            return loaded
         spec = npnet or preset.npnet_checkpoint
         key = spec or "tiny-random"
         with loaded.lock:
@@ -270,7 +272,7 @@ class GoldenNoiseService:
         preset = resolve_model(request.model, self.offline)
         settings = resolve_settings(request, preset)
         while True:  # a model evicted by another thread between load() and the lock is loaded again
-            loaded = self.load(preset.name, request.npnet if "npnet" in settings["methods"] else None)
+            loaded = self.load(preset.name, request.npnet, with_npnet="npnet" in settings["methods"])
             with loaded.lock:
                 if loaded.pipe is not None:
                     return self._generate_locked(loaded, request, settings, start)
