@@ -53,7 +53,7 @@ def evaluate_all(
         evaluate_stage(settings, variant)
     for steps in steps_curve:
         log(f"evaluate full at {steps} steps")
-        evaluate_stage(settings, "full", steps=steps)
+        evaluate_stage(settings, "full", steps=steps, methods=("standard", "npnet"))
 
 
 def run_all(
@@ -68,6 +68,7 @@ def run_all(
     for variant in variants:
         log(json.dumps({variant: train_stage(settings, variant, log=log)}))
     evaluate_all(settings, variants, steps_curve, log=log)
+    atomic_write_json(settings.root / "control.json", perturbation_control(settings))
     report = gather(settings, cost=cost_stage(settings))
     if results:
         write_results(report, results)
