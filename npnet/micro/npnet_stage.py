@@ -129,25 +129,16 @@ def check_world(settings: StageSettings) -> dict[str, str]:
 
 @contextlib.contextmanager
 def micro_world(settings: StageSettings):
-    """Point the micro preset at ``settings.generator``; before any NPNet exists, give it no checkpoint.
-
-    The service loads a preset's NPNet even for standard/inversion-only requests, so collecting the very
-    first NPD would fail on the missing assets/micro/npnet.safetensors; the NPNet is not used there.
-    """
+    """Point the micro preset's builder at ``settings.generator`` (default: the shipped assets/micro/generator)."""
     import npnet.micro.pipeline as micro_pipeline
-    from npnet.loading import PROJECT_ROOT
-    from npnet.registry import MODEL_PRESETS
 
     check_world(settings)
-    old_dir, old_preset = micro_pipeline.GENERATOR_DIR, MODEL_PRESETS[MODEL]
+    old_dir = micro_pipeline.GENERATOR_DIR
     micro_pipeline.GENERATOR_DIR = generator_dir(settings)
-    spec = old_preset.npnet_checkpoint
-    if spec and spec.startswith("assets/") and not (PROJECT_ROOT / spec).is_file():
-        MODEL_PRESETS[MODEL] = dataclasses.replace(old_preset, npnet_checkpoint=None)
     try:
         yield
     finally:
-        micro_pipeline.GENERATOR_DIR, MODEL_PRESETS[MODEL] = old_dir, old_preset
+        micro_pipeline.GENERATOR_DIR = old_dir
 
 
 def _service(settings: StageSettings):
