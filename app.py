@@ -6,7 +6,7 @@
 
 Without a GPU or without the model hub it starts on the offline default model and says so in a banner.
 Named API endpoints for gradio_client: /generate, /analyze, /seeds, /evaluate, /evaluate_preset,
-/resume_evaluation, /cancel_evaluation, /train (see docs/app.md).
+/resume_evaluation, /cancel_evaluation, /train (see README.md, "The app").
 """
 
 from __future__ import annotations
