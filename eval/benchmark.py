@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import logging
 import re
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from eval.cache import ImageCache, image_key, module_hash
 from npnet.jobs import JsonlTable, atomic_write_json, dist_rank_world, shard
+from npnet.provenance import git_commit, versions
 
 log = logging.getLogger(__name__)
 BASE_METHODS = ("standard", "npnet", "inversion")
@@ -119,34 +118,6 @@ def _validate(config: BenchmarkConfig) -> None:
         )
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _versions() -> dict[str, str]:
-    import diffusers
-    import transformers
-
-    import npnet
-
-    return {
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "transformers": transformers.__version__,
-        "npnet": npnet.__version__,
-    }
-
-
 def write_manifest(config: BenchmarkConfig, run_dir: Path, extra: dict[str, Any]) -> None:
     """Create the manifest, or check a resumed run's generation settings agree with it."""
     path = run_dir / "manifest.json"
@@ -165,8 +136,8 @@ def write_manifest(config: BenchmarkConfig, run_dir: Path, extra: dict[str, Any]
         path,
         {
             "config": config.to_dict(),
-            "versions": _versions(),
-            "git_commit": _git_commit(),
+            "versions": versions(),
+            "git_commit": git_commit(),
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **extra,
         },

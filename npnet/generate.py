@@ -7,12 +7,12 @@ python -m npnet generate --model sdxl --prompt "..." --seed 0,1,2 --method stand
 from __future__ import annotations
 
 import argparse
-import platform
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from npnet.jobs import atomic_write_json, atomic_write_with
+from npnet.provenance import versions
 from npnet.registry import MODEL_PRESETS
 from npnet.schedulers import scheduler_names
 from npnet.service import METHODS, GenerationRequest, GenerationResult, GoldenNoiseService
@@ -90,22 +90,6 @@ def request_from_args(args: argparse.Namespace, seed: int) -> GenerationRequest:
         redenoise_mode=args.redenoise_mode,
         redenoise_steps=args.redenoise_steps,
     )
-
-
-def versions() -> dict[str, str]:
-    import diffusers
-    import torch
-    import transformers
-
-    import npnet
-
-    return {
-        "npnet": npnet.__version__,
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def write_result(result: GenerationResult, folder: Path) -> dict[str, str]:

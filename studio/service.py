@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from npnet.provenance import versions
 from npnet.registry import MODEL_PRESETS, get_model_preset
 from npnet.service import METHODS, GenerationRequest, GenerationResult, GoldenNoiseService
 from studio.config import LaunchConfig, default_model, micro_available, resolve_offline
@@ -47,20 +46,6 @@ class Pair:
     @property
     def prompt(self) -> str:
         return self.result.settings["prompt"]
-
-
-def _versions() -> dict[str, str]:
-    import diffusers
-    import gradio
-
-    import npnet
-
-    return {
-        "npnet": npnet.__version__,
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "gradio": gradio.__version__,
-    }
 
 
 class StudioService:
@@ -234,7 +219,7 @@ class StudioService:
             "scores": pair.scores,
             "score_errors": pair.score_errors,
             "npnet": self.npnet_info(r),
-            "versions": _versions(),
+            "versions": versions("gradio"),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
 
