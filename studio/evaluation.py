@@ -1,7 +1,7 @@
 """Evaluation runs for the app: presets, custom configs, caps, resumable run dirs, tables and downloads.
 
 Runs go through ``eval.benchmark.run_benchmark`` with the app's own engine (models loaded once) and
-scorers; each run lives in ``<runs_dir>/eval/<time>-<label>/`` and can be resumed from the tab.
+scorers; each run lives in ``<runs_dir>/eval/<time>-<label>-<id>/`` and can be resumed from the tab.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import dataclasses
 import json
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,8 @@ def eval_root(service: StudioService) -> Path:
 
 def new_run_dir(service: StudioService, label: str) -> Path:
     slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:40] or "run"
-    return eval_root(service) / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}"
+    # time for sorting, a random suffix so two runs started in the same second never share a folder
+    return eval_root(service) / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{uuid.uuid4().hex[:6]}"
 
 
 def previous_runs(service: StudioService) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,11 @@ class TrainingJob:
 
 
 def new_train_dir(service: StudioService, model: str) -> Path:
-    return service.config.runs_path / "train" / f"{time.strftime('%Y%m%d-%H%M%S')}-{model}"
+    return (
+        service.config.runs_path
+        / "train"
+        / f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{uuid.uuid4().hex[:6]}"
+    )
 
 
 def collect_npd(
