@@ -202,9 +202,10 @@ class _Context:
         drop = ("prompt", "seed", "methods", "batched", "npnet", "model")
         return {k: v for k, v in settings.items() if k not in drop}
 
-    def images(self, prompt: str, wanted: set[tuple[str, int]], timings: dict) -> dict[tuple[str, int], Any]:
-        """Images for (kind, seed) pairs: cached, else one batched generation per seed."""
-        base = self.settings_for_key(prompt, 0)
+    def images(
+        self, prompt: str, wanted: set[tuple[str, int]], base: dict[str, Any], timings: dict
+    ) -> dict[tuple[str, int], Any]:
+        """Images for (kind, seed) pairs (``base``: settings_for_key): cached, else one batched call per seed."""
         found, missing = {}, {}
         for kind, seed in sorted(wanted):
             key = image_key(self.config.model, kind, prompt, seed, base, self.npnet_hash)
@@ -234,7 +235,8 @@ def _run_sample(
     plans = {m: (parse_method(m)[0], candidate_seeds(seed, parse_method(m)[1])) for m in methods}
     wanted = {(kind, s) for kind, seeds in plans.values() for s in seeds}
     timings: dict[str, float] = {}
-    pool = ctx.images(prompt, wanted, timings)
+    base = ctx.settings_for_key(prompt, 0)  # resolved once per sample: the cache key's settings
+    pool = ctx.images(prompt, wanted, base, timings)
     chosen = {}
     for method, (kind, seeds) in plans.items():
         candidates = [pool[(kind, s)] for s in seeds]
@@ -247,9 +249,7 @@ def _run_sample(
     rows = []
     for i, method in enumerate(methods):
         chosen_seed, _, kind = chosen[method]
-        key = image_key(
-            ctx.config.model, kind, prompt, chosen_seed, ctx.settings_for_key(prompt, 0), ctx.npnet_hash
-        )
+        key = image_key(ctx.config.model, kind, prompt, chosen_seed, base, ctx.npnet_hash)
         rows.append(
             {
                 "key": f"{index}:{seed}:{method}",

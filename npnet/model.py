@@ -84,7 +84,6 @@ NPNET_PRESETS: dict[str, NPNetConfig] = {
     "sdxl": NPNetConfig(text_dim=2048),
     # Hunyuan-DiT: its 1024-wide CLIP-like (BERT) encoder, 77x1024.
     "dit": NPNetConfig(text_dim=1024),
-    # Plumbing-only NPNet for the tiny offline pipelines (64x64 px -> 8x8 latents).
     # The embedded offline micro world (npnet.micro): 64x64 px -> 4x8x8 latents, 32+32-wide CLIP text,
     # a small Swin so that training fits on a CPU; same class, same code paths as SDXL.
     "micro": NPNetConfig(
@@ -96,6 +95,7 @@ NPNET_PRESETS: dict[str, NPNetConfig] = {
         svd_mlp4_hidden=128,
         attn_heads=4,
     ),
+    # Plumbing-only NPNet for the tiny offline pipelines (64x64 px -> 8x8 latents).
     "tiny": NPNetConfig(
         text_dim=64,
         latent_size=8,
