@@ -3,9 +3,9 @@
     python benchmarks/collect_train_cost.py --pairs 8 --train-steps 5 --threads 1
 
 Measured on this machine (CPU): seconds per collected pair with the offline tiny-sdxl backend
-(``npnet.collect.collect`` end to end: generation, scoring, shard writes), the per-call costs behind
+(``npnet.data.collect.collect`` end to end: generation, scoring, shard writes), the per-call costs behind
 it (one CFG UNet evaluation, one VAE decode) to check the cost model, and seconds per training step
-(``npnet.train``'s step: forward, MSE, backward, AdamW) for the tiny and the full SDXL NPNet.
+(``npnet.training.train``'s step: forward, MSE, backward, AdamW) for the tiny and the full SDXL NPNet.
 
 Cost model of one pair: ``steps`` CFG UNet calls on the two latents x_T and x'_T (the service denoises
 both images as one batch) + 2 single-latent CFG calls (re-denoise: the DDIM step and the inversion
@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from npnet.collect import collect  # noqa: E402
+from npnet.data.collect import collect  # noqa: E402
 from npnet.model import NPNET_PRESETS, NPNet  # noqa: E402
 
 PROMPTS = ["a red cube on a wooden table", "a cat wearing a hat", "a lighthouse at dusk", "two apples"]
@@ -54,9 +54,9 @@ def _median_s(fn, repeats: int) -> float:
 
 def measure_collection(pairs: int, steps: int) -> dict[str, float]:
     """Seconds per pair of ``collect`` on tiny-sdxl, and one CFG UNet call and one VAE decode."""
-    from npnet.pipeline import encode_prompt
-    from npnet.redenoise import guided_output
-    from npnet.service import GoldenNoiseService
+    from npnet.diffusion.redenoise import guided_output
+    from npnet.diffusion.sampling import encode_prompt
+    from npnet.engine import GoldenNoiseService
 
     service = GoldenNoiseService(device="cpu", offline=True, progress=False)
     pipe = service.load("tiny-sdxl").pipe

@@ -93,10 +93,9 @@ class _CountingService:
 
     def __init__(self, inner):
         self.inner, self.images = inner, 0
-        self.offline, self.device = inner.offline, inner.device
 
-    def load(self, *args, **kwargs):
-        return self.inner.load(*args, **kwargs)
+    def __getattr__(self, name):  # everything but generate() is the real service's
+        return getattr(self.inner, name)
 
     def generate(self, request):
         self.images += len(request.methods)
@@ -108,7 +107,7 @@ def measure_cache_reuse(args: argparse.Namespace) -> dict:
     import tempfile
 
     from eval.benchmark import BenchmarkConfig, candidate_seeds, parse_method, run_benchmark
-    from npnet.service import GoldenNoiseService
+    from npnet.engine import GoldenNoiseService
 
     methods = ("standard", "npnet", "best-of-2")
     prompts = ("a red cube", "two cats", "a lighthouse at dusk")

@@ -19,8 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from npnet.pipeline import denoise, encode_prompt, initial_latents, with_scheduler  # noqa: E402
-from npnet.service import GenerationRequest, GoldenNoiseService, resolve_settings  # noqa: E402
+from npnet.diffusion.sampling import denoise, encode_prompt, initial_latents, with_scheduler  # noqa: E402
+from npnet.engine import GenerationRequest, GoldenNoiseService, resolve_settings  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

@@ -24,7 +24,7 @@ def _csv(kind=str):
 
 def add_run_parser(subparsers) -> None:
     p = subparsers.add_parser("run", help="generate and score methods x prompts x seeds (resumes in --out)")
-    p.add_argument("--model", help="model preset (python -m npnet generate --help lists them)")
+    p.add_argument("--model", help="model preset (python -m cli generate --help lists them)")
     p.add_argument("--prompts", help="prompt-set name, local CSV/JSON/JSONL/TXT file, or hub:owner/repo:file")
     p.add_argument("--preset", help="an eval preset name (eval/presets.py); other flags override it")
     p.add_argument("--column", default=None, help="prompt column in a table file")

@@ -26,8 +26,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from eval.cache import ImageCache, image_key, module_hash
-from npnet.jobs import JsonlTable, atomic_write_json, dist_rank_world, shard
-from npnet.provenance import git_commit, versions
+from npnet.io import JsonlTable, atomic_write_json, dist_rank_world, git_commit, shard, versions
 
 log = logging.getLogger(__name__)
 BASE_METHODS = ("standard", "npnet", "inversion")
@@ -170,12 +169,10 @@ class _Context:
     def _npnet_hash(self) -> str | None:
         if not any(parse_method(m)[0] == "npnet" for m in self.config.methods):
             return None
-        loaded = self.service.load(self.config.model, self.config.npnet)
-        spec = self.config.npnet or loaded.preset.npnet_checkpoint or "tiny-random"
-        return module_hash(loaded.npnets[spec])
+        return module_hash(self.service.npnet(self.config.model, self.config.npnet))
 
     def request(self, prompt: str, seed: int, kinds: tuple[str, ...]):
-        from npnet.service import GenerationRequest
+        from npnet.engine import GenerationRequest
 
         c = self.config
         return GenerationRequest(
@@ -194,11 +191,9 @@ class _Context:
         )
 
     def settings_for_key(self, prompt: str, seed: int) -> dict[str, Any]:
-        from npnet.registry import resolve_model
-        from npnet.service import resolve_settings
+        from npnet.engine import resolve_settings
 
-        preset = resolve_model(self.config.model, self.service.offline)
-        settings = resolve_settings(self.request(prompt, seed, ("standard",)), preset)
+        settings = resolve_settings(self.request(prompt, seed, ("standard",)), self.service.preset(self.config.model))
         drop = ("prompt", "seed", "methods", "batched", "npnet", "model")
         return {k: v for k, v in settings.items() if k not in drop}
 
@@ -327,7 +322,7 @@ def run_benchmark(
     _validate(config)
     prompts = _prompts(config)
     if service is None:
-        from npnet.service import GoldenNoiseService
+        from npnet.engine import GoldenNoiseService
 
         service = GoldenNoiseService(device=config.device, offline=config.offline, progress=False)
     if scorer_factory is None:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from npnet.jobs import atomic_write_bytes
+from npnet.io import atomic_write_bytes
 
 
 def image_key(

@@ -225,7 +225,7 @@ def write_report(
     plotlyjs: str = "inline",
 ) -> dict[str, Path]:
     """Write report.html (figures + tables), summary.csv and figures/<name>.json; returns their paths."""
-    from npnet.jobs import atomic_write_text
+    from npnet.io import atomic_write_text
 
     if plotlyjs not in ("inline", "cdn"):
         raise ValueError(

@@ -54,10 +54,10 @@ PROMPT_SETS: dict[str, PromptSet] = {
     for s in (
         PromptSet("examples", "31 project-authored prompts: counting, colours, spatial relations, styles",
                   "asset", "examples.txt", ()),
-        PromptSet("micro-heldout", "the micro world's held-out captions (offline; npnet.micro.grammar)",
-                  "python", "npnet.micro.grammar:heldout_captions", ()),
+        PromptSet("micro-heldout", "the micro world's held-out captions (offline; npnet.worlds.micro.grammar)",
+                  "python", "npnet.worlds.micro.grammar:heldout_captions", ()),
         PromptSet("micro-train", "the micro world's training captions (offline; the micro NPD)",
-                  "python", "npnet.micro.npnet_stage:train_captions", ()),
+                  "python", "npnet.worlds.micro.grammar:train_captions", ()),
         PromptSet("drawbench", "DrawBench, all 200 prompts (Saharia et al. 2022)", "hub", "shunk031/DrawBench",
                   ("default/test/*.parquet",), "prompts", 200, "refs/convert/parquet"),
         PromptSet("pickapic", "Pick-a-Pic v1 unique test captions, first 100 (as the paper)", "hub",
@@ -314,7 +314,7 @@ def _hub_files(name: str, repo_id: str, patterns: Sequence[str], revision: str |
 
 
 def _url_files(name: str, base: str, files: Sequence[str]) -> list[Path]:
-    from npnet.jobs import atomic_write_bytes
+    from npnet.io import atomic_write_bytes
 
     cache = Path(os.environ.get("NPNET_PROMPT_CACHE", Path.home() / ".cache" / "npnet-studio" / "prompts"))
     paths = []

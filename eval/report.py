@@ -17,7 +17,7 @@ import pandas as pd
 from eval.benchmark import load_rows
 from eval.charts import report_figures, write_report
 from eval.stats import summarize
-from npnet.jobs import atomic_write_text, atomic_write_with
+from npnet.io import atomic_write_text, atomic_write_with
 
 
 @dataclass

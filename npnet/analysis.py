@@ -1,6 +1,6 @@
 """Noise analysis of a generated pair (paper Sec. 3.2 and Fig. 8): is the golden noise still x_T-like?
 
-Everything here is pure torch/numpy on CPU float64 (the figures live in ``npnet.analysis_plots``):
+Everything here is pure torch/numpy on CPU float64 (the figures live in ``eval.noise_plots``):
 
 * ``to_matrix``: the NPNet SVD branch's 4xhxw -> 2hx2w rearrangement (``b (a c) h w -> b (a h) (c w)``).
 * ``singular_vector_similarity``: |cos| between corresponding singular vectors of two noises (U columns,

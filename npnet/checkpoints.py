@@ -26,8 +26,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from npnet.jobs import atomic_write_with
-from npnet.model import NPNET_PRESETS, NPNet, NPNetConfig
+from npnet.io import atomic_write_with
+from npnet.model import NPNET_PRESETS, NPNet, NPNetConfig, describe_text_width, models_for_text_width
 
 OFFICIAL_REPO = "Klayand/GoldenNoiseModel"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -62,7 +62,6 @@ HUB_CHECKPOINTS: dict[str, HubCheckpoint] = {
     "asagi4-dreamshaper": HubCheckpoint("asagi4/NPNet", "npnet-dreamshaper.safetensors", "sdxl", "community"),
     "asagi4-dit": HubCheckpoint("asagi4/NPNet", "npnet-dit.safetensors", "dit", "community"),
 }
-_FAMILY_NAMES = {2048: "an SDXL-family checkpoint (77x2048)", 1024: "a Hunyuan-DiT checkpoint (77x1024)"}
 
 
 # -- resolution --------------------------------------------------------------------------------
@@ -274,19 +273,18 @@ def load_npnet(
     spec: str | os.PathLike,
     filename: str | None = None,
     device="cpu",
-    dtype: torch.dtype = torch.float32,
     expect: str | NPNetConfig | int | None = None,
     **options,
 ) -> NPNet:
-    """Resolve, read, validate and load an NPNet; ``expect`` (preset, config or text width) checks the family."""
+    """Resolve, read, validate and load an NPNet in float32 (its SVD has no half kernels; the forward
+    returns the input's dtype); ``expect`` (preset, config or text width) checks the model family."""
     path = resolve_checkpoint(spec, filename)
     flat, meta = read_checkpoint(path)
     config = infer_config(flat, meta)
     check_family(config, expect, path)
     net = NPNet(config, **options)
     _load_validated(net, flat, path)
-    param_dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
-    return net.to(device=device, dtype=param_dtype).eval()
+    return net.to(device=device).eval()
 
 
 def check_family(
@@ -299,11 +297,10 @@ def check_family(
         expect = NPNET_PRESETS[expect]
     want = expect if isinstance(expect, int) else expect.text_dim
     if config.text_dim != want:
-        what = _FAMILY_NAMES.get(config.text_dim, f"a checkpoint for {config.text_dim}-wide text")
-        need = _FAMILY_NAMES.get(want, f"{want}-wide text").replace("checkpoint", "model")
         raise ValueError(
-            f"{source}: text embedding is {config.text_len}x{config.text_dim}: this is {what}; "
-            f"the chosen model needs {need}. Choose a matching model or NPNet checkpoint"
+            f"{source}: text embedding is {config.text_len}x{config.text_dim}: this is "
+            f"{describe_text_width(config.text_dim)}; the chosen model needs the NPNet of "
+            f"{models_for_text_width(want)}. Choose a matching model or NPNet checkpoint"
         )
 
 
@@ -330,7 +327,7 @@ def _few(items: list[str], n: int = 8) -> str:
 
 
 # -- saving ------------------------------------------------------------------------------------
-def save_safetensors(net: NPNet, path: str | os.PathLike) -> Path:
+def save_npnet(net: NPNet, path: str | os.PathLike) -> Path:
     """Flat layout (``unet_svd.*``, ``unet_embedding.*``, ``embeeding.*``, alpha, beta) + config metadata."""
     path = Path(path)
     if path.suffix != ".safetensors":

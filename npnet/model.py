@@ -11,7 +11,8 @@ The module reproduces the released checkpoints' function exactly, quirks include
   embedding (Eq. 7).
 * ``golden = svd(x) + (2 sigmoid(alpha) - 1) e + beta residual(x + e)`` (Eq. 9, Alg. 3 line 4).
 
-Loading, saving and checkpoint formats live in ``npnet.checkpoints``; this file is pure modules.
+Loading, saving and checkpoint formats live in ``npnet.checkpoints`` (``load_npnet``, ``save_npnet``,
+``save_official``); this file is pure modules and imports nothing else of the project.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ from diffusers.models.normalization import AdaGroupNorm
 from torch import nn
 
 SIZE_STRATEGIES = ("nearest-exact", "bilinear", "residual", "reject")
+# Text width D of the (77, D) condition -> (what the checkpoint is for, which models to choose).
+TEXT_FAMILIES: dict[int, tuple[str, str]] = {
+    2048: ("an SDXL-family checkpoint (77x2048)", "an SDXL-family model (sdxl, dreamshaper-xl-v2-turbo, ...)"),
+    1024: ("a Hunyuan-DiT checkpoint (77x1024)", "a DiT model (hunyuan-dit)"),
+    64: ("a micro / tiny-SDXL checkpoint (77x64)", "an offline SDXL-class model (micro, tiny-sdxl)"),
+    32: ("a tiny Hunyuan-DiT checkpoint (77x32)", "a DiT model (tiny-hunyuan-dit)"),
+}
 LONG_PROMPT_STRATEGIES = ("truncate", "chunk-mean")
 
 
@@ -84,7 +92,7 @@ NPNET_PRESETS: dict[str, NPNetConfig] = {
     "sdxl": NPNetConfig(text_dim=2048),
     # Hunyuan-DiT: its 1024-wide CLIP-like (BERT) encoder, 77x1024.
     "dit": NPNetConfig(text_dim=1024),
-    # The embedded offline micro world (npnet.micro): 64x64 px -> 4x8x8 latents, 32+32-wide CLIP text,
+    # The embedded offline micro world (npnet.worlds.micro): 64x64 px -> 4x8x8 latents, 32+32-wide CLIP text,
     # a small Swin so that training fits on a CPU; same class, same code paths as SDXL.
     "micro": NPNetConfig(
         text_dim=64,
@@ -220,32 +228,6 @@ class NPNet(nn.Module):
             net.unet_embedding.swin.load_state_dict(pretrained.state_dict())
         return net
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        path_or_repo_id: str,
-        filename: str | None = None,
-        device="cpu",
-        dtype: torch.dtype = torch.float32,
-        **options,
-    ) -> NPNet:
-        """Load any released NPNet checkpoint (see ``npnet.checkpoints.load_npnet``)."""
-        from npnet.checkpoints import load_npnet
-
-        return load_npnet(path_or_repo_id, filename=filename, device=device, dtype=dtype, **options)
-
-    def save_pretrained(self, path) -> str:
-        """Write the documented flat safetensors layout (config in the metadata)."""
-        from npnet.checkpoints import save_safetensors
-
-        return str(save_safetensors(self, path))
-
-    def save_official(self, path) -> str:
-        """Write the official ``.pth`` layout (``unet_svd``, ``unet_embedding``, ``embeeding``, alpha, beta)."""
-        from npnet.checkpoints import save_official
-
-        return str(save_official(self, path))
-
     # -- forward ------------------------------------------------------------------------------
     @property
     def param_dtype(self) -> torch.dtype:
@@ -344,11 +326,20 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
+def describe_text_width(width: int) -> str:
+    """What a (77, width) NPNet condition belongs to, for error messages."""
+    return TEXT_FAMILIES.get(width, (f"a checkpoint for {width}-wide text", ""))[0]
+
+
+def models_for_text_width(width: int) -> str:
+    """Which diffusion models produce a (77, width) condition, for error messages."""
+    return TEXT_FAMILIES.get(width, ("", f"a model with {width}-wide prompt embeddings"))[1]
+
+
 def _text_dim_message(shape: tuple[int, ...], expected: int) -> str:
-    families = {2048: "SDXL-family (77x2048)", 1024: "Hunyuan-DiT (77x1024)"}
     got = shape[-1] if len(shape) == 3 else None
-    hint = f" - that is a {families[got]} embedding" if got in families else ""
+    hint = f" - that width is {describe_text_width(got)}" if got in TEXT_FAMILIES else ""
     return (
-        f"prompt_embeds must be (B, L, {expected}) for this NPNet ({families.get(expected, 'custom')}); "
+        f"prompt_embeds must be (B, L, {expected}) for this NPNet ({describe_text_width(expected)}); "
         f"got {shape}{hint}. Use the NPNet checkpoint that matches the diffusion model"
     )

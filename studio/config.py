@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from npnet.diffusion.loading import unavailable_reason
+from npnet.diffusion.presets import MODEL_PRESETS, hub_offline
+from npnet.paths import PROJECT_ROOT
+
 OFFLINE_FALLBACK = "tiny-sdxl"
 ONLINE_DEFAULT = "sdxl"
 CACHE_MODES = ("auto", "eager", "lazy", "off")
@@ -92,27 +95,16 @@ def hub_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
-def env_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def resolve_offline(config: LaunchConfig) -> bool:
     """--offline, else HF_HUB_OFFLINE, else whether the hub is unreachable."""
     if config.offline is not None:
         return config.offline
-    return env_offline() or not hub_reachable()
+    return hub_offline() or not hub_reachable()
 
 
 def micro_available() -> bool:
-    """The micro world is registered and its shipped generator and NPNet exist."""
-    from npnet.registry import MODEL_PRESETS
-
-    preset = MODEL_PRESETS.get("micro")
-    if preset is None:
-        return False
-    generator = PROJECT_ROOT / "assets" / "micro" / "generator" / "model_index.json"
-    npnet = PROJECT_ROOT / (preset.npnet_checkpoint or "")
-    return generator.is_file() and (preset.npnet_checkpoint is None or npnet.is_file())
+    """The micro world's shipped generator and NPNet exist."""
+    return unavailable_reason(MODEL_PRESETS["micro"]) is None
 
 
 def default_model(offline: bool, has_gpu: bool) -> str:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from npnet.provenance import versions
-from npnet.registry import MODEL_PRESETS, get_model_preset
-from npnet.service import METHODS, GenerationRequest, GenerationResult, GoldenNoiseService
-from studio.config import LaunchConfig, default_model, micro_available, resolve_offline
+from npnet.diffusion.presets import MODEL_PRESETS, get_model_preset
+from npnet.engine import METHODS, GenerationRequest, GenerationResult, GoldenNoiseService
+from npnet.io import versions
+from studio.config import LaunchConfig, default_model, resolve_offline
 from studio.tempfiles import TempFiles
 
 OFFLINE_METRICS = ("micro", "toy-brightness", "toy-colorfulness")
@@ -78,7 +78,7 @@ class StudioService:
     # -- models and checkpoints --------------------------------------------------------------------
     def models(self) -> list[str]:
         """Presets selectable now (offline: offline and cached ones); the default first."""
-        names = [n for n in self.engine.available_models() if n != "micro" or micro_available()]
+        names = self.engine.available_models()
         return [self.default_model, *[n for n in names if n != self.default_model]]
 
     def preset(self, model: str):
@@ -170,9 +170,9 @@ class StudioService:
 
     def npnet_info(self, result: GenerationResult) -> dict[str, Any]:
         """Parameter count and memory of the NPNet used for ``result`` vs the diffusion pipeline."""
-        loaded = self.engine.load(result.settings["model"], result.request.npnet)
-        key = result.request.npnet or loaded.preset.npnet_checkpoint or "tiny-random"
-        net = loaded.npnets.get(key)
+        loaded = self.engine.load(result.settings["model"], with_npnet=False)
+        uses_npnet = "npnet" in result.images
+        net = self.engine.npnet(result.settings["model"], result.request.npnet) if uses_npnet else None
         npnet_params = sum(p.numel() for p in net.parameters()) if net is not None else 0
         pipe_params = sum(
             p.numel()

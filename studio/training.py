@@ -1,7 +1,7 @@
 """Collect a small noise prompt dataset and train / fine-tune an NPNet from the app (Alg. 1 + Alg. 2).
 
-``collect_npd`` runs ``npnet.collect.collect`` with the app's engine and a scorer as the filter;
-``start_training`` runs ``npnet.train.train`` in a thread and streams one record per epoch through a
+``collect_npd`` runs ``npnet.data.collect.collect`` with the app's engine and a scorer as the filter;
+``start_training`` runs ``npnet.training.train.train`` in a thread and streams one record per epoch through a
 queue, so the tab can redraw the loss curve live and stop between epochs.
 """
 
@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eval.training_plots import loss_figure
+from npnet.checkpoints import save_npnet
+from npnet.data.collect import CollectConfig, collect
+from npnet.training.state import read_step_losses
+from npnet.training.train import TrainConfig, train
 from studio.service import StudioService
 
 INITS = ("fine-tune the model's NPNet", "random")
@@ -59,42 +64,24 @@ def collect_npd(
     out: Path,
 ):
     """Alg. 1 on the app's engine: x_T, x'_T (re-denoise), both images scored; every sample recorded."""
-    from npnet.collect import collect
-
     if not prompts:
         raise ValueError("give at least one prompt to collect noise pairs for")
     if seeds_per_prompt < 1 or len(prompts) * seeds_per_prompt < 4:
         raise ValueError("collect at least 4 pairs (prompts x seeds per prompt) so a validation split exists")
-    return collect(
-        service.engine,
-        model,
-        prompts,
-        seeds_per_prompt,
-        out,
-        service.scorer(scorer),
-        steps=steps,
-        margin=margin,
-        scorer_name=scorer,
-        rank=0,
-        world=1,
-        progress=True,
+    config = CollectConfig(
+        model=model, out=str(out), seeds_per_prompt=seeds_per_prompt, steps=steps, margin=margin, scorer_name=scorer
     )
+    return collect(service.engine, config, prompts, service.scorer(scorer), rank=0, world=1, progress=True)
 
 
 def init_checkpoint(service: StudioService, model: str, npnet: str | None, out: Path) -> str:
     """Save the NPNet the model currently uses (its preset's or ``npnet``) as the fine-tuning start point."""
-    loaded = service.engine.load(model, npnet or None)
-    key = npnet or loaded.preset.npnet_checkpoint or "tiny-random"
     path = out / "init" / "npnet.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    loaded.npnets[key].save_pretrained(path)
-    return str(path)
+    return str(save_npnet(service.engine.npnet(model, npnet or None), path))
 
 
 def train_config(service: StudioService, model: str, npd: Path, out: Path, init: str, **opts):
     """A TrainConfig for the app's device: fine-tune from ``init`` (a checkpoint path) or random."""
-    from npnet.train import TrainConfig
-
     device = "cpu" if service.engine.device.type == "cpu" else "auto"
     if init == "random":
         return TrainConfig(data=str(npd), out=str(out), preset=service.preset(model).npnet_preset,
@@ -103,9 +90,7 @@ def train_config(service: StudioService, model: str, npd: Path, out: Path, init:
 
 
 def start_training(config, stop: threading.Event) -> TrainingJob:
-    """Run ``npnet.train.train(config)`` in a thread; each epoch's record goes to ``job.records``."""
-    from npnet.train import train
-
+    """Run ``npnet.training.train.train(config)`` in a thread; each epoch's record goes to ``job.records``."""
     job = TrainingJob(out=Path(config.out))
 
     def callback(record: dict[str, Any]) -> None:
@@ -127,12 +112,5 @@ def start_training(config, stop: threading.Event) -> TrainingJob:
 
 
 def loss_curve(history: list[dict[str, Any]], out: Path):
-    """The training loss figure from the records so far (``npnet.train_state.loss_figure``)."""
-    from npnet.train_state import loss_figure
-
-    steps_csv = out / "steps.csv"
-    steps = []
-    if steps_csv.is_file():
-        lines = steps_csv.read_text().splitlines()[1:]
-        steps = [float(line.split(",")[1]) for line in lines if "," in line]
-    return loss_figure(history, steps)
+    """The training loss figure from the records so far."""
+    return loss_figure(history, read_step_losses(out))

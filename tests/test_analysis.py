@@ -5,6 +5,7 @@ import pytest
 import scipy.stats
 import torch
 
+from eval.noise_plots import analysis_figures
 from npnet.analysis import (
     analyze_latents,
     ks_distance,
@@ -14,7 +15,6 @@ from npnet.analysis import (
     singular_vector_similarity,
     to_matrix,
 )
-from npnet.analysis_plots import analysis_figures
 
 
 def _noise(seed: int, h: int = 8, w: int = 8) -> torch.Tensor:

@@ -5,10 +5,11 @@ import threading
 
 import numpy as np
 import pytest
+from devserver import running_app
 from PIL import Image
 
 from studio.config import LaunchConfig, build_parser, config_from_args, default_model, micro_available
-from studio.devserver import running_app
+from npnet.checkpoints import load_npnet, save_npnet
 
 
 def _pixels(path: str) -> np.ndarray:
@@ -135,7 +136,7 @@ def test_train_collects_trains_and_returns_a_loadable_checkpoint(client, model):
     assert "Collected 6 pairs" in status and "Best checkpoint" in status
     names = [trace["name"] for trace in json.loads(curve["plot"])["data"]]
     assert "val: NPNet" in names and "train (per step)" in names
-    net = NPNet.from_pretrained(checkpoint)
+    net = load_npnet(checkpoint)
     assert net.config.latent_size == 8
 
 
@@ -150,13 +151,13 @@ def _error(fn, *args, **kwargs) -> str:
 def test_bad_inputs_give_clear_errors_and_the_server_stays_up(client, model, tmp_path, app_url):
     from gradio_client import Client
 
-    from npnet.tiny import TINY_BERT_DIM, build_tiny_npnet
+    from npnet.worlds.tiny import TINY_BERT_DIM, build_tiny_npnet
 
     assert "prompt is empty" in _error(_generate, client, model, prompt="   ")
     assert "multiple of 8" in _error(_generate, client, model, width=60)
     assert "at least one method" in _error(_generate, client, model, methods=[])
     dit = build_tiny_npnet(TINY_BERT_DIM, seed=0, device="cpu")
-    path = dit.save_pretrained(tmp_path / "dit.safetensors")
+    path = save_npnet(dit, tmp_path / "dit.safetensors")
     assert "Hunyuan-DiT" in _error(_generate, client, model, npnet=str(path))
     fresh = Client(app_url, verbose=False)
     assert "generate one" in _error(fresh.predict, api_name="/analyze")

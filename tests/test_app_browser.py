@@ -10,8 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-from studio.devserver import running_app
+from devserver import running_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = (

@@ -10,7 +10,7 @@ import torch
 
 from eval.benchmark import BenchmarkConfig, candidate_seeds, load_rows, parse_method, run_benchmark
 from eval.metrics import get_scorer
-from npnet.service import GoldenNoiseService
+from npnet.engine import GoldenNoiseService
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ("a red cube on a table", "two cats", "a watercolor lighthouse")
@@ -52,10 +52,9 @@ class CountingService:
 
     def __init__(self, service):
         self.inner, self.images = service, 0
-        self.offline, self.device = service.offline, service.device
 
-    def load(self, *a, **k):
-        return self.inner.load(*a, **k)
+    def __getattr__(self, name):  # everything but generate() is the real service's
+        return getattr(self.inner, name)
 
     def generate(self, request):
         self.images += len(request.methods)

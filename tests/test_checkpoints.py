@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from npnet.checkpoints import infer_config, load_npnet, read_checkpoint, resolve_checkpoint
-from npnet.convert import main as convert_main
+from cli.convert import main as convert_main
+from npnet.checkpoints import infer_config, load_npnet, read_checkpoint, resolve_checkpoint, save_npnet, save_official
 from npnet.model import NPNET_PRESETS, NPNet
 
 
@@ -82,28 +82,28 @@ def test_every_layout_gives_identical_outputs(tmp_path, layout):
         meta = {"npnet_config": json.dumps(net.config.to_dict())}
         save_file(_community_flat(net, layout.split("-", 1)[1]), str(path), metadata=meta)
     elif layout == "ours-safetensors":
-        net.save_pretrained(path)
+        save_npnet(net, path)
     else:
-        net.save_official(path)
-    loaded = NPNet.from_pretrained(str(path))
+        save_official(net, path)
+    loaded = load_npnet(str(path))
     assert loaded.config == net.config
     assert torch.equal(_out(loaded), _out(net))
 
 
 def test_round_trips_are_exact_and_folders_resolve(tmp_path):
     net = _net()
-    st = net.save_pretrained(tmp_path / "folder")
-    assert st.endswith("npnet.safetensors")
-    pth = net.save_official(tmp_path / "official.pth")
+    st = save_npnet(net, tmp_path / "folder")
+    assert st == tmp_path / "folder" / "npnet.safetensors"
+    pth = save_official(net, tmp_path / "official.pth")
     for source in (tmp_path / "folder", pth):
-        state = NPNet.from_pretrained(str(source)).state_dict()
+        state = load_npnet(str(source)).state_dict()
         assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
     raw = torch.load(pth, weights_only=True)
     assert {"unet_svd", "unet_embedding", "embeeding", "alpha", "beta"} <= set(raw)
 
 
 def test_convert_cli_round_trip(tmp_path):
-    src = _net().save_official(tmp_path / "a.pth")
+    src = save_official(_net(), tmp_path / "a.pth")
     args = argparse.Namespace(
         source=src, target=str(tmp_path / "b.safetensors"), to="auto", filename=None, check=True
     )
@@ -113,19 +113,26 @@ def test_convert_cli_round_trip(tmp_path):
             source=out, target=str(tmp_path / "c.pth"), to="official", filename=None, check=True
         )
     )
-    assert torch.equal(_out(NPNet.from_pretrained(back)), _out(_net()))
+    assert torch.equal(_out(load_npnet(back)), _out(_net()))
 
 
-def test_dtype_and_device_arguments(tmp_path):
-    path = _net().save_pretrained(tmp_path / "n.safetensors")
-    assert NPNet.from_pretrained(path, dtype=torch.float64).alpha.dtype == torch.float64
-    half = NPNet.from_pretrained(path, dtype=torch.float16, device="cpu")
-    assert half.alpha.dtype == torch.float32  # NPNet computes in float32 (no half SVD kernels)
-    assert not half.training
+def test_half_precision_noise_goes_through_a_float32_npnet(tmp_path):
+    """Weights load in float32 (no half SVD kernels); half noise comes back half, equal to the fp32 result."""
+    net = load_npnet(save_npnet(_net(), tmp_path / "n.safetensors"), device="cpu")
+    assert net.alpha.dtype == torch.float32 and not net.training
+    cfg = net.config
+    gen = torch.Generator().manual_seed(1)
+    noise = torch.randn(1, 4, cfg.latent_size, cfg.latent_size, generator=gen)
+    embeds = torch.randn(1, cfg.text_len, cfg.text_dim, generator=gen)
+    with torch.inference_mode():
+        full, half = net(noise, embeds), net(noise.bfloat16(), embeds.bfloat16())
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), net(noise.bfloat16().float(), embeds.bfloat16().float()).bfloat16().float())
+    assert full.dtype == torch.float32
 
 
 def test_wrong_family_names_the_right_model(tmp_path):
-    dit = _net("dit").save_official(tmp_path / "dit.pth")
+    dit = save_official(_net("dit"), tmp_path / "dit.pth")
     with pytest.raises(ValueError, match="77x1024: this is a Hunyuan-DiT checkpoint"):
         load_npnet(dit, expect="sdxl")
 
@@ -150,12 +157,12 @@ def test_missing_unexpected_and_misshaped_keys_are_listed(tmp_path):
 
 
 def test_corrupt_truncated_unsafe_and_foreign_files(tmp_path):
-    good = _net().save_pretrained(tmp_path / "good.safetensors")
+    good = save_npnet(_net(), tmp_path / "good.safetensors")
     data = open(good, "rb").read()
     (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="cut.safetensors is not a readable safetensors"):
         load_npnet(tmp_path / "cut.safetensors")
-    pth = _net().save_official(tmp_path / "good.pth")
+    pth = save_official(_net(), tmp_path / "good.pth")
     raw = open(pth, "rb").read()
     (tmp_path / "cut.pth").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(ValueError, match="cut.pth is not a readable PyTorch checkpoint"):

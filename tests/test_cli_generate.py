@@ -1,4 +1,4 @@
-"""``python -m npnet generate``: PNGs per method, meta.json, subcommand registry, clear errors."""
+"""``python -m cli generate``: PNGs per method, meta.json, subcommand registry, clear errors."""
 
 import json
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-import npnet.__main__ as cli
+import cli.__main__ as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,17 +59,20 @@ def test_bad_inputs_exit_2_with_the_reason(tmp_path, capsys):
     assert not (tmp_path / "meta.json").exists()
 
 
-def test_registry_offers_only_importable_commands(monkeypatch):
-    monkeypatch.setitem(cli.COMMANDS, "ghost", ("npnet.no_such_command", "not installed"))
-    available = cli.available_commands()
-    assert "generate" in available and "ghost" not in available
+def test_only_the_chosen_command_gets_its_full_parser():
     parser = cli.build_parser(["generate", "--help"])
-    generate = parser._subparsers._group_actions[0].choices["generate"]
-    assert "--method" in generate.format_help()
+    choices = parser._subparsers._group_actions[0].choices
+    assert "--method" in choices["generate"].format_help()
+    assert "--scorer" not in choices["collect"].format_help()  # collect's module was not imported
 
 
 def test_module_entry_point_lists_commands():
     out = subprocess.run(
-        [sys.executable, "-m", "npnet", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "cli", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
-    assert out.returncode == 0 and "generate" in out.stdout
+    assert out.returncode == 0 and all(c in out.stdout for c in cli.COMMANDS)
+
+
+def test_the_old_entry_point_says_where_the_commands_went():
+    out = subprocess.run([sys.executable, "-m", "npnet", "generate"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 1 and "python -m cli" in out.stderr

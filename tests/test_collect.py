@@ -6,13 +6,18 @@ import dataclasses
 import pytest
 import torch
 
+from cli.collect import add_arguments, main
 from eval.metrics import get_scorer
-from npnet.collect import add_arguments, collect, main, sample_plan
-from npnet.dataset import NoisePairDataset, read_manifest, read_shard_rows
-from npnet.service import GenerationRequest, GoldenNoiseService
+from npnet.data.collect import CollectConfig, collect, sample_plan
+from npnet.data.dataset import NoisePairDataset, read_manifest, read_shard_rows
+from npnet.engine import GenerationRequest, GoldenNoiseService
 
 PROMPTS = ["a red cube on a table", "a blue ball", "a green tree at night", "a yellow car"]
-SETTINGS = dict(steps=2, shard_size=4, progress=False)  # 2 sampling / re-denoise steps keep the CPU test fast
+
+
+def _config(out, seeds_per_prompt=4, **changes) -> CollectConfig:
+    """tiny-sdxl, 2 sampling / re-denoise steps (keeps the CPU test fast), 4 pairs per shard."""
+    return CollectConfig("tiny-sdxl", str(out), seeds_per_prompt, steps=2, shard_size=4, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +98,12 @@ def test_resume_after_a_crash_gives_the_uninterrupted_result(reference, service,
 
     out = tmp_path / "npd"
     with pytest.raises(_Crash):
-        collect(service, "tiny-sdxl", PROMPTS[:2], 4, out, crashing, scorer_name="toy-brightness", **SETTINGS)
+        collect(service, _config(out, scorer_name="toy-brightness"), PROMPTS[:2], crashing, progress=False)
     assert [p.name for p in (out / "shards").iterdir()] == ["000000.safetensors"]
     log = out / "manifest.rank0.jsonl"
     lines = log.read_text().splitlines()
     log.write_text("\n".join(lines[:2]) + "\n" + lines[2][:30])  # also a kill between shard and log append
-    result = collect(service, "tiny-sdxl", PROMPTS[:2], 4, out, toy, **SETTINGS)
+    result = collect(service, _config(out), PROMPTS[:2], toy, progress=False)
     assert (result.resumed, result.collected) == (4, 4)
     manifest, shards = _files(out)
     ref_manifest, ref_shards = _files(reference)
@@ -112,7 +117,7 @@ def test_two_processes_give_the_one_process_result(reference, service, tmp_path)
     toy = get_scorer("toy-brightness")
     out = tmp_path / "npd"
     parts = [
-        collect(service, "tiny-sdxl", PROMPTS[:2], 4, out, toy, rank=r, world=2, **SETTINGS) for r in (0, 1)
+        collect(service, _config(out), PROMPTS[:2], toy, rank=r, world=2, progress=False) for r in (0, 1)
     ]
     assert [p.assigned for p in parts] == [4, 4]
     assert [row["index"] for row in read_shard_rows(out / "shards" / "000001.safetensors")] == [4, 5, 6, 7]
@@ -127,26 +132,17 @@ def test_bad_inputs_are_clear_errors(service, tmp_path):
     with pytest.raises(ValueError, match="seeds_per_prompt"):
         sample_plan(PROMPTS, 2000)
     with pytest.raises(ValueError, match="non-empty"):
-        collect(service, "tiny-sdxl", [], 1, tmp_path, toy, **SETTINGS)
+        collect(service, _config(tmp_path, 1), [], toy, progress=False)
     with pytest.raises(ValueError, match="2 finite scores"):
-        collect(service, "tiny-sdxl", PROMPTS[:1], 1, tmp_path / "a", lambda i, p: torch.zeros(1), **SETTINGS)
+        collect(service, _config(tmp_path / "a", 1), PROMPTS[:1], lambda i, p: torch.zeros(1), progress=False)
 
 
 def test_without_the_embedding_cache_training_encodes_prompts_with_the_model(service, tmp_path):
-    from npnet.collect import service_prompt_encoder
-    from npnet.train import TrainConfig, train
+    from npnet.data.collect import service_prompt_encoder
+    from npnet.training.train import TrainConfig, train
 
     out = tmp_path / "npd"
-    collect(
-        service,
-        "tiny-sdxl",
-        PROMPTS[:1],
-        4,
-        out,
-        get_scorer("toy-brightness"),
-        cache_embeds=False,
-        **SETTINGS,
-    )
+    collect(service, _config(out, cache_embeds=False), PROMPTS[:1], get_scorer("toy-brightness"), progress=False)
     data = NoisePairDataset(out, select=False)
     assert data[0][2] == PROMPTS[0] and not (out / "embeds").exists()
     encode = service_prompt_encoder("tiny-sdxl", device="cpu", offline=True)

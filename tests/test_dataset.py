@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from npnet.dataset import (
+from npnet.data.dataset import (
     NoisePairDataset,
     is_kept,
     merge,
@@ -15,7 +15,7 @@ from npnet.dataset import (
     write_config,
     write_dataset,
 )
-from npnet.importer import import_official
+from npnet.data.official import import_official
 
 
 def _synthetic(folder, n=20, shard_size=6, seed=0, embeds=True):

@@ -279,15 +279,15 @@ def test_micro_wraps_the_verifier(monkeypatch, images):
             return torch.tensor([len(p) / 100 for p in prompts])
 
     monkeypatch.setitem(
-        sys.modules, "npnet.micro.verifier", types.SimpleNamespace(MicroVerifier=FakeVerifier)
+        sys.modules, "npnet.worlds.micro.verifier", types.SimpleNamespace(MicroVerifier=FakeVerifier)
     )
     scores = get_scorer("micro")(images, PROMPTS)
     torch.testing.assert_close(scores, torch.tensor([len(p) / 100 for p in PROMPTS]))
 
 
 def test_micro_without_verifier_is_a_clear_error(monkeypatch, images):
-    monkeypatch.setitem(sys.modules, "npnet.micro.verifier", None)
-    with pytest.raises(ValueError, match="npnet.micro.verifier"):
+    monkeypatch.setitem(sys.modules, "npnet.worlds.micro.verifier", None)
+    with pytest.raises(ValueError, match="npnet.worlds.micro.verifier"):
         get_scorer("micro")(images, PROMPTS)
 
 

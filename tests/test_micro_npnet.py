@@ -11,22 +11,24 @@ import pandas as pd
 import pytest
 import torch
 
-from npnet.dataset import read_manifest
-from npnet.micro import npnet_stage
-from npnet.micro.experiments import ASSET_NPNET, gather, write_results
-from npnet.micro.npnet_stage import StageSettings, train_captions, train_config
-from npnet.micro.pipeline import GENERATOR_DIR
-from npnet.model import NPNET_PRESETS, NPNet
-from npnet.registry import get_model_preset
+from cli import micro_stages
+from cli.micro_experiments import ASSET_NPNET, gather, write_results
+from cli.micro_stages import StageSettings, train_config
+from npnet.checkpoints import load_npnet
+from npnet.data.dataset import read_manifest
+from npnet.diffusion.presets import get_model_preset
+from npnet.model import NPNET_PRESETS
+from npnet.worlds.micro.grammar import train_captions
+from npnet.worlds.micro.pipeline import GENERATOR_DIR
 
 RESULTS = ASSET_NPNET.parent / "results"
 needs_generator = pytest.mark.skipif(
     not (GENERATOR_DIR / "model_index.json").exists(),
-    reason=f"no shipped micro generator at {GENERATOR_DIR} (python -m npnet.micro train-generator ...)",
+    reason=f"no shipped micro generator at {GENERATOR_DIR} (python -m cli micro train-generator ...)",
 )
 needs_npnet = pytest.mark.skipif(
     not ASSET_NPNET.is_file(),
-    reason=f"no shipped micro NPNet at {ASSET_NPNET} (python -m npnet.micro.experiments all/export)",
+    reason=f"no shipped micro NPNet at {ASSET_NPNET} (python -m cli micro-npnet all/export)",
 )
 
 
@@ -66,17 +68,17 @@ def test_collect_train_evaluate_end_to_end(tmp_path):
         eval_limit=3,
         eval_seeds=(0,),
     )
-    data = npnet_stage.collect_stage(settings, progress=False)
+    data = micro_stages.collect_stage(settings, progress=False)
     rows = read_manifest(settings.npd)
     assert data["pairs"] == len(rows) == 12
     assert all(r["kept"] == (r["score_standard"] + settings.margin < r["score_inversion"]) for r in rows)
     assert all(0.0 <= r[k] <= 1.0 for r in rows for k in ("score_standard", "score_inversion"))
     # a 12-pair NPD may keep too few pairs for a train/val split: train the "w/o selection" variant
-    trained = npnet_stage.train_stage(settings, "no-select", log=lambda _: None)
+    trained = micro_stages.train_stage(settings, "no-select", log=lambda _: None)
     assert trained["epochs"] == 2
-    net = NPNet.from_pretrained(str(settings.npnet_path("no-select")))
+    net = load_npnet(str(settings.npnet_path("no-select")))
     assert net.config == NPNET_PRESETS["micro"]
-    summary = npnet_stage.evaluate_stage(
+    summary = micro_stages.evaluate_stage(
         settings, "no-select", steps=4, methods=("standard", "inversion", "npnet")
     )
     assert list(summary["method"]) == ["standard", "inversion", "npnet"]
@@ -93,7 +95,7 @@ def test_collect_train_evaluate_end_to_end(tmp_path):
 @needs_generator
 @needs_npnet
 def test_shipped_pipeline_and_npnet_generate_deterministically_offline():
-    from npnet.service import GenerationRequest, GoldenNoiseService
+    from npnet.engine import GenerationRequest, GoldenNoiseService
 
     service = GoldenNoiseService(device="cpu", offline=True, progress=False)
     assert "micro" in service.available_models()
@@ -132,8 +134,21 @@ def test_shipped_results_are_recomputed_from_the_shipped_rows():
     assert total < 25 * 2**20
 
 
+def test_a_run_uses_the_generator_folder_it_names(tmp_path):
+    """The stages build their pipeline from ``settings.generator`` (passed, not patched into a global)."""
+    fake = tmp_path / "generator"
+    fake.mkdir()
+    (fake / "weights.safetensors").write_bytes(b"not a real generator")
+    settings = StageSettings(run=str(tmp_path / "run"), generator=str(fake))
+    service = micro_stages._service(settings)
+    with pytest.raises(ValueError, match=f"no micro generator at {fake}"):
+        service.load("micro", with_npnet=False)
+    assert json.loads((tmp_path / "run" / "world.json").read_text())["generator"] == str(fake)
+    assert get_model_preset("micro").builder is not service.preset("micro").builder  # the registry is untouched
+
+
 def test_variant_errors_are_clear(tmp_path):
     settings = StageSettings(run=str(tmp_path))
     with pytest.raises(ValueError, match="no trained NPNet"):
-        npnet_stage.evaluate_stage(settings, "full")
+        micro_stages.evaluate_stage(settings, "full")
     assert Path(settings.npnet_path("full")).name == "npnet.safetensors"

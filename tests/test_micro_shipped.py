@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from npnet.micro.grammar import caption_of, specs_for
-from npnet.micro.pipeline import ASSETS_DIR, MICRO_GUIDANCE_SCALE, MICRO_STEPS, load_micro_pipeline
-from npnet.micro.quality import generate
-from npnet.micro.verifier import MicroVerifier
+from npnet.worlds.micro.grammar import caption_of, specs_for
+from npnet.paths import MICRO_ASSETS as ASSETS_DIR
+from npnet.worlds.micro.pipeline import MICRO_GUIDANCE_SCALE, MICRO_STEPS, load_micro_pipeline
+from npnet.worlds.micro.quality import generate
+from npnet.worlds.micro.verifier import MicroVerifier
 
 
 def test_shipped_assets_stay_under_25_mb_of_safetensors():

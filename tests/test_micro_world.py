@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from npnet.micro import grammar
-from npnet.micro.components import MicroConfig, build_components, build_pipeline, count_parameters
-from npnet.micro.grammar import caption_of, heldout_captions, parse_caption, sample_scene, vocabulary
-from npnet.micro.pipeline import MICRO_LATENT_SIZE, MICRO_TEXT_DIM, load_micro_pipeline
-from npnet.micro.quality import check_generator
-from npnet.micro.render import stream
-from npnet.micro.train_generator import TrainConfig, train
-from npnet.micro.verifier import MicroVerifier
+from npnet.worlds.micro import grammar
+from npnet.worlds.micro.components import MicroConfig, build_components, build_pipeline, count_parameters
+from npnet.worlds.micro.grammar import caption_of, heldout_captions, parse_caption, sample_scene, vocabulary
+from npnet.model import NPNET_PRESETS
+from npnet.worlds.micro.pipeline import load_micro_pipeline
+from npnet.worlds.micro.quality import check_generator
+from npnet.worlds.micro.render import stream
+from npnet.worlds.micro.train_generator import TrainConfig, train
+from npnet.worlds.micro.verifier import MicroVerifier
 
 TINY = MicroConfig(
     text_hidden=8,
@@ -128,7 +129,7 @@ def test_components_run_in_the_real_sdxl_pipeline(tmp_path):
     embeds, _, pooled, _ = pipe.encode_prompt(
         "a red circle", device=torch.device("cpu"), do_classifier_free_guidance=False
     )
-    assert embeds.shape == (1, 77, MICRO_TEXT_DIM) and pooled.shape == (1, 32)
+    assert embeds.shape == (1, 77, NPNET_PRESETS["micro"].text_dim) and pooled.shape == (1, 32)
 
     def run():
         return pipe(
@@ -144,7 +145,7 @@ def test_components_run_in_the_real_sdxl_pipeline(tmp_path):
     images = run()
     assert images.shape == (1, 3, 64, 64)
     assert torch.equal(images, run())
-    assert pipe.vae_scale_factor == 8 and pipe.unet.config.sample_size == MICRO_LATENT_SIZE
+    assert pipe.vae_scale_factor == 8 and pipe.unet.config.sample_size == NPNET_PRESETS["micro"].latent_size
     assert count_parameters(pipe.unet) > 0
 
 

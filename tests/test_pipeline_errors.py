@@ -4,9 +4,10 @@ import dataclasses
 
 import pytest
 
+from npnet.engine import GenerationRequest, GoldenNoiseService
 from npnet.model import NPNET_PRESETS, NPNet
-from npnet.service import GenerationRequest, GoldenNoiseService
-from npnet.tiny import TINY_BERT_DIM, build_tiny_npnet
+from npnet.worlds.tiny import TINY_BERT_DIM, build_tiny_npnet
+from npnet.checkpoints import save_npnet
 
 PROMPT = "a red cube"
 
@@ -65,9 +66,9 @@ def test_other_bad_settings(service):
 def test_dit_checkpoint_on_an_sdxl_model(service, tmp_path):
     """A 77x1024 (Hunyuan-DiT) NPNet on an SDXL pipeline: say so and name the right model."""
     dit_like = NPNet(dataclasses.replace(NPNET_PRESETS["tiny"], text_dim=NPNET_PRESETS["dit"].text_dim))
-    path = dit_like.save_pretrained(tmp_path / "dit-like.safetensors")
+    path = save_npnet(dit_like, tmp_path / "dit-like.safetensors")
     _fails(service, "this is a Hunyuan-DiT checkpoint.*choose a DiT model", npnet=path)
-    tiny_dit = build_tiny_npnet(TINY_BERT_DIM).save_pretrained(tmp_path / "tiny-dit.safetensors")
+    tiny_dit = str(save_npnet(build_tiny_npnet(TINY_BERT_DIM), tmp_path / "tiny-dit.safetensors"))
     _fails(service, "tiny Hunyuan-DiT checkpoint.*choose a DiT model \\(tiny-hunyuan-dit\\)", npnet=tiny_dit)
     ok = service.generate(GenerationRequest("tiny-hunyuan-dit", PROMPT, npnet=tiny_dit, steps=2))
     assert ok.settings["npnet"] == tiny_dit and set(ok.images) == {"standard", "npnet"}

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from npnet.pipeline import embedding_width, encode_prompt, initial_latents, latent_shape
-from npnet.service import GenerationRequest, GoldenNoiseService
-from npnet.tiny import TINY_BERT_DIM, TINY_SDXL_TEXT_DIM, build_tiny_hunyuan_dit, build_tiny_sdxl
+from npnet.diffusion.sampling import embedding_width, encode_prompt, initial_latents, latent_shape
+from npnet.engine import GenerationRequest, GoldenNoiseService
+from npnet.worlds.tiny import TINY_BERT_DIM, TINY_SDXL_TEXT_DIM, build_tiny_hunyuan_dit, build_tiny_sdxl
 
 BUILDERS = {"sdxl": build_tiny_sdxl, "hunyuan-dit": build_tiny_hunyuan_dit}
 

@@ -5,13 +5,18 @@ import copy
 import pytest
 import torch
 
-from npnet.pipeline import encode_prompt, initial_latents, with_scheduler
-from npnet.redenoise import guided_output, model_outputs, redenoise, redenoise_trace
-from npnet.tiny import build_tiny_hunyuan_dit, build_tiny_sdxl
+from npnet.diffusion.redenoise import guided_output, model_outputs, redenoise_trace
+from npnet.diffusion.sampling import encode_prompt, initial_latents, with_scheduler
+from npnet.worlds.tiny import build_tiny_hunyuan_dit, build_tiny_sdxl
 
 STEPS = 4
 K = 1000 // STEPS  # DDIM step size in timesteps
 PROMPT = "a red cube on a blue table"
+
+
+def x_prime(*args, **kwargs) -> torch.Tensor:
+    """x'_T of a re-denoise round trip."""
+    return redenoise_trace(*args, **kwargs).x_prime
 
 
 @pytest.fixture(scope="module", params=["sdxl", "hunyuan-dit"])
@@ -110,8 +115,8 @@ def test_injection_along_the_guidance_direction_grows_with_the_cfg_gap(setup):
     gaps = (0.0, 1.0, 2.5, 4.5, 6.5)
     comps = []
     for gap in gaps:
-        x_prime = redenoise(pipe, x_T, embeds, STEPS, 1.0 + gap, 1.0)
-        residual = (x_prime.double() - x_T.double()) / coef
+        moved = x_prime(pipe, x_T, embeds, STEPS, 1.0 + gap, 1.0)
+        residual = (moved.double() - x_T.double()) / coef
         comps.append(float((residual * d).sum() / (d * d).sum()))
     assert all(b > a for a, b in zip(comps, comps[1:])), comps
     if pipe.scheduler.config.prediction_type == "epsilon":  # Eq. 14: no gap, (almost) no injection
@@ -161,20 +166,20 @@ def test_trailing_spacing_round_trip_stays_consistent(setup):
 def test_batch_and_determinism(setup):
     pipe, embeds, x_T = setup
     other = initial_latents(pipe, 8, 64, 64)
-    both = redenoise(pipe, torch.cat([x_T, other]), embeds, STEPS, 5.5, 1.0)  # (2, 4, 8, 8)
+    both = x_prime(pipe, torch.cat([x_T, other]), embeds, STEPS, 5.5, 1.0)  # (2, 4, 8, 8)
     assert both.shape == (2, 4, 8, 8) and both.dtype == torch.float32 and both.device.type == "cpu"
-    torch.testing.assert_close(both[:1], redenoise(pipe, x_T, embeds, STEPS, 5.5, 1.0), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(both[:1], x_prime(pipe, x_T, embeds, STEPS, 5.5, 1.0), atol=1e-5, rtol=1e-5)
     assert torch.equal(
-        redenoise(pipe, x_T, embeds, STEPS, 5.5, 1.0), redenoise(pipe, x_T, embeds, STEPS, 5.5, 1.0)
+        x_prime(pipe, x_T, embeds, STEPS, 5.5, 1.0), x_prime(pipe, x_T, embeds, STEPS, 5.5, 1.0)
     )
 
 
 def test_bad_mode_and_steps(setup):
     pipe, embeds, x_T = setup
     with pytest.raises(ValueError, match="unknown re-denoise mode 'paper'.*correct, official"):
-        redenoise(pipe, x_T, embeds, STEPS, 5.5, 1.0, mode="paper")
+        x_prime(pipe, x_T, embeds, STEPS, 5.5, 1.0, mode="paper")
     with pytest.raises(ValueError, match="steps >= 2"):
-        redenoise(pipe, x_T, embeds, 1, 5.5, 1.0)
+        x_prime(pipe, x_T, embeds, 1, 5.5, 1.0)
 
 
 def test_guidance_at_most_one_uses_the_conditional_prediction_like_the_pipelines(setup):
@@ -183,5 +188,5 @@ def test_guidance_at_most_one_uses_the_conditional_prediction_like_the_pipelines
     assert torch.equal(guided_output(pipe, x_T, 751, embeds, 0.5), cond)
     assert torch.equal(guided_output(pipe, x_T, 751, embeds, 1.0), cond)
     torch.testing.assert_close(
-        redenoise(pipe, x_T, embeds, STEPS, 0.0, 1.0), redenoise(pipe, x_T, embeds, STEPS, 1.0, 1.0)
+        x_prime(pipe, x_T, embeds, STEPS, 0.0, 1.0), x_prime(pipe, x_T, embeds, STEPS, 1.0, 1.0)
     )

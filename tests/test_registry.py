@@ -6,53 +6,48 @@ import pytest
 import torch
 
 from npnet.checkpoints import HUB_CHECKPOINTS
-from npnet.loading import load_pipeline, resolve_device, resolve_dtype, unavailable_reason
-from npnet.model import NPNET_PRESETS
-from npnet.pipeline import check_size
-from npnet.registry import (
+from npnet.diffusion.loading import load_pipeline, resolve_device, resolve_dtype, unavailable_reason
+from npnet.diffusion.presets import (
     MODEL_PRESETS,
     get_model_preset,
     hub_offline,
-    import_builder,
     offline_presets,
     resolve_model,
 )
-from npnet.schedulers import SCHEDULERS, check_scheduler_name, make_scheduler, scheduler_names
-from npnet.tiny import SDXL_SCHEDULER_CONFIG
+from npnet.diffusion.sampling import check_size
+from npnet.diffusion.schedulers import SCHEDULERS, check_scheduler_name, make_scheduler, scheduler_names
+from npnet.model import NPNET_PRESETS
+from npnet.worlds.tiny import SDXL_SCHEDULER_CONFIG
 
 HUB = ["sdxl", "dreamshaper-xl-v2-turbo", "hunyuan-dit", "sdxl-lightning-4step", "lcm-sdxl"]
 
 
-def test_presets_carry_the_paper_settings():
-    sdxl = get_model_preset("sdxl")
-    assert (sdxl.hub_id, sdxl.width, sdxl.height, sdxl.steps, sdxl.guidance_scale) == (
-        "stabilityai/stable-diffusion-xl-base-1.0",
-        1024,
-        1024,
-        50,
-        5.5,
-    )
-    turbo = get_model_preset("dreamshaper-xl-v2-turbo")
-    assert (
-        turbo.hub_id == "lykon/dreamshaper-xl-v2-turbo" and turbo.guidance_scale == 3.5 and turbo.steps <= 10
-    )
-    dit = get_model_preset("hunyuan-dit")
-    assert dit.hub_id == "Tencent-Hunyuan/HunyuanDiT-v1.2-Diffusers" and dit.guidance_scale == 5.0
-    assert (dit.family, dit.npnet_preset, dit.npnet_checkpoint) == ("hunyuan-dit", "dit", "dit")
-    lightning = get_model_preset("sdxl-lightning-4step")
-    assert lightning.unet_id == "ByteDance/SDXL-Lightning" and lightning.unet_file.endswith(
-        "4step_unet.safetensors"
-    )
-    assert dict(lightning.scheduler_overrides)["timestep_spacing"] == "trailing" and lightning.steps == 4
-    assert get_model_preset("lcm-sdxl").unet_id == "latent-consistency/lcm-sdxl"
-    assert get_model_preset("lcm-sdxl").base_scheduler == "lcm"
-    for preset in MODEL_PRESETS.values():
-        assert preset.inversion_guidance_scale == 1.0
-        check_scheduler_name(preset.scheduler)
-        assert preset.npnet_preset in NPNET_PRESETS
-        if not preset.offline:
-            assert preset.npnet_checkpoint in HUB_CHECKPOINTS
-            assert HUB_CHECKPOINTS[preset.npnet_checkpoint].family == preset.npnet_preset
+FAMILY_TEXT_WIDTH = {"sdxl": 2048, "hunyuan-dit": 1024}  # CLIP-L + bigG; Hunyuan's bilingual CLIP
+
+
+@pytest.mark.parametrize("name", HUB)
+def test_hub_presets_pair_each_model_with_an_npnet_of_its_own_family(name):
+    preset = get_model_preset(name)
+    npnet = NPNET_PRESETS[preset.npnet_preset]
+    assert npnet.text_dim == FAMILY_TEXT_WIDTH[preset.family]
+    assert npnet.latent_size * 8 == preset.width == preset.height  # the NPNet's native size is the model's
+    assert HUB_CHECKPOINTS[preset.npnet_checkpoint].family == preset.npnet_preset
+    assert preset.width % preset.size_multiple == 0 and preset.height % preset.size_multiple == 0
+    check_scheduler_name(preset.scheduler)
+
+
+@pytest.mark.parametrize("name", ["tiny-sdxl", "tiny-hunyuan-dit", "micro"])
+def test_offline_presets_build_pipelines_that_fit_their_npnet(name):
+    from npnet.diffusion.sampling import embedding_width, latent_shape
+    from npnet.engine import GoldenNoiseService
+
+    preset = get_model_preset(name)
+    service = GoldenNoiseService(device="cpu", offline=True, progress=False)
+    pipe = service.load(name, with_npnet=False).pipe
+    assert latent_shape(pipe, preset.width, preset.height)[1:] == (preset.height // 8, preset.width // 8)
+    net = service.npnet(name)
+    assert net.config.text_dim == embedding_width(pipe)
+    assert net.config.latent_size == preset.width // pipe.vae_scale_factor
 
 
 def test_presets_are_frozen_and_offline_ones_marked():
@@ -86,13 +81,10 @@ def test_loading_a_hub_model_without_the_files_says_what_to_download(name):
         load_pipeline(MODEL_PRESETS[name], torch.device("cpu"), torch.float32, offline=True)
 
 
-def test_missing_builder_module_explains_how_to_build_it():
-    ghost = dataclasses.replace(
-        MODEL_PRESETS["micro"], builder="npnet.micro_absent.pipeline:load_micro_pipeline"
-    )
-    with pytest.raises(ValueError, match="python -m npnet.micro"):
-        import_builder(ghost)
-    assert "python -m npnet.micro" in unavailable_reason(ghost)
+def test_missing_shipped_assets_explain_how_to_build_them():
+    ghost = dataclasses.replace(MODEL_PRESETS["micro"], assets=("assets/micro/absent/model_index.json",))
+    reason = unavailable_reason(ghost)
+    assert "assets/micro/absent/model_index.json" in reason and "python -m cli micro train-generator" in reason
     assert unavailable_reason(MODEL_PRESETS["tiny-sdxl"]) is None
 
 

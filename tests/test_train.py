@@ -8,9 +8,11 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from npnet.dataset import NoisePairDataset, write_dataset
+from npnet.data.dataset import NoisePairDataset, write_dataset
 from npnet.model import NPNet
-from npnet.train import TrainConfig, _collate, add_arguments, epoch_batches, evaluate, main, train
+from cli.train import add_arguments, main
+from npnet.training.train import TrainConfig, _collate, epoch_batches, evaluate, train
+from npnet.checkpoints import load_npnet
 
 
 def _learnable(folder, n_prompts=4, per_prompt=12, seed=0):
@@ -54,9 +56,9 @@ def test_training_beats_the_identity_baseline_and_checkpoints_reload(tmp_path):
     with torch.no_grad():
         expected = result.net(x, emb)
         for name in ("npnet.safetensors", "npnet.pth"):
-            loaded = NPNet.from_pretrained(str(tmp_path / "ckpt" / "last" / name))
+            loaded = load_npnet(str(tmp_path / "ckpt" / "last" / name))
             torch.testing.assert_close(loaded(x, emb), expected, rtol=1e-5, atol=1e-6)
-    best = NPNet.from_pretrained(str(result.best))
+    best = load_npnet(str(result.best))
     val = NoisePairDataset(data, split="val", val_fraction=0.25)
     loader = DataLoader(val, batch_size=8, collate_fn=_collate)
     again = evaluate(best, loader, "cpu", Accelerator(cpu=True), 0.5)
@@ -133,14 +135,14 @@ def test_preset_that_does_not_fit_the_data_is_a_clear_error(tmp_path):
 
 
 def test_two_process_ddp_on_cpu(tmp_path):
-    """``torchrun --nproc_per_node 2 -m npnet.train``: gloo DDP, one writer, baselines over the whole val split."""
+    """``torchrun --nproc_per_node 2 -m cli train``: gloo DDP, one writer, baselines over the whole val split."""
     import os
     import subprocess
     import sys
 
     data = _learnable(tmp_path / "npd", n_prompts=2, per_prompt=8)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "npnet.train"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "cli", "train"]
     cmd += f"--data {data} --out {tmp_path / 'ckpt'} --preset tiny --epochs 2 --batch-size 3".split()
     cmd += "--lr 2e-3 --val-fraction 0.25 --device cpu".split()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
@@ -151,4 +153,4 @@ def test_two_process_ddp_on_cpu(tmp_path):
     val = NoisePairDataset(data, split="val", val_fraction=0.25)
     identity = torch.stack([(a - b).square().mean() for a, b, _ in val]).mean()
     assert float(history[-1]["val_identity"]) == pytest.approx(float(identity), rel=1e-5)
-    assert NPNet.from_pretrained(str(tmp_path / "ckpt" / "last" / "npnet.pth")).config.text_dim == 64
+    assert load_npnet(str(tmp_path / "ckpt" / "last" / "npnet.pth")).config.text_dim == 64

@@ -1,6 +1,6 @@
 """The micro world's verifier as a scorer: fraction of the prompt's facts the image satisfies, in [0, 1].
 
-A thin wrapper over ``npnet.micro.verifier.MicroVerifier`` (offline, no weights), so micro-world
+A thin wrapper over ``npnet.worlds.micro.verifier.MicroVerifier`` (offline, no weights), so micro-world
 benchmarks run with the same runner, statistics and charts as the real metrics.
 """
 
@@ -22,10 +22,10 @@ class MicroScorer(Scorer):
 
     def _load(self) -> None:
         try:
-            from npnet.micro.verifier import MicroVerifier
+            from npnet.worlds.micro.verifier import MicroVerifier
         except ImportError as err:
             raise ValueError(
-                "scorer 'micro' needs npnet.micro.verifier.MicroVerifier, which could not be imported "
+                "scorer 'micro' needs npnet.worlds.micro.verifier.MicroVerifier, which could not be imported "
                 f"({err}); use a checkout that includes the micro world (npnet/micro/verifier.py)"
             ) from err
         self.verifier = MicroVerifier()

@@ -8,8 +8,8 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
+from eval.noise_plots import analysis_figures
 from npnet.analysis import LATENT_LABELS, NoiseAnalysis, analyze_latents
-from npnet.analysis_plots import analysis_figures
 from studio.errors import user_errors
 from studio.service import Pair, StudioService
 

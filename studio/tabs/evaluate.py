@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from npnet.service import METHODS
+from npnet.engine import METHODS
 from studio.errors import user_errors
 from studio.evaluation import (
     PROMPT_FILE_SUFFIXES,

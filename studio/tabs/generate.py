@@ -8,8 +8,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from npnet.schedulers import scheduler_names
-from npnet.service import GenerationRequest
+from npnet.diffusion.schedulers import scheduler_names
+from npnet.engine import GenerationRequest
 from studio.errors import user_errors
 from studio.examples import example_prompts
 from studio.render import aspect_size, pair_outputs, size_choices

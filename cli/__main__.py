@@ -1,0 +1,63 @@
+"""``python -m cli <command>``: generate, collect, train, convert, import-official, micro, micro-npnet.
+
+Each command module exposes ``add_parser(subparsers)`` and ``main(args)``; ``micro`` and ``micro-npnet``
+have sub-commands of their own and take the rest of the command line. Only the chosen command's
+module is imported, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("cli.generate", "standard / golden / inversion images for a prompt and seed"),
+    "collect": ("cli.collect", "collect noise pairs by re-denoise sampling (Alg. 1)"),
+    "train": ("cli.train", "train an NPNet on collected noise pairs (Alg. 2)"),
+    "convert": ("cli.convert", "convert NPNet checkpoints between layouts"),
+    "import-official": ("cli.import_official", "import official .npz + JSONL noise pairs"),
+    "micro": ("cli.micro", "the micro world's generator: train-generator, check-generator"),
+    "micro-npnet": ("cli.micro_experiments", "the micro NPNet experiment: collect, train, evaluate, report"),
+}
+PASSTHROUGH = ("micro", "micro-npnet")  # modules with their own sub-command parsers
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """Top-level parser; the command named in ``argv`` gets its module's full sub-parser."""
+    parser = argparse.ArgumentParser(prog="python -m cli", description="NPNet Studio command line")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, summary) in COMMANDS.items():
+        if name == chosen and name not in PASSTHROUGH:
+            importlib.import_module(module_name).add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=summary, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    if chosen in PASSTHROUGH:
+        rest = argv[argv.index(chosen) + 1 :]
+        return _run(lambda: importlib.import_module(COMMANDS[chosen][0]).main(rest))
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return _run(lambda: importlib.import_module(COMMANDS[args.command][0]).main(args))
+
+
+def _run(call) -> int:
+    try:
+        result = call()
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""``python -m cli generate``: one PNG per method and a meta.json (settings, versions, timings).
+
+python -m cli generate --model tiny-sdxl --prompt "a red cube" --seed 0 --out runs/demo
+python -m cli generate --model sdxl --prompt "..." --seed 0,1,2 --method standard,npnet,inversion --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from npnet.diffusion.presets import MODEL_PRESETS
+from npnet.diffusion.schedulers import scheduler_names
+from npnet.engine import METHODS, GenerationRequest, GenerationResult, GoldenNoiseService
+from npnet.io import atomic_write_json, atomic_write_with, versions
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"size must look like 1024x1024 (WIDTHxHEIGHT); got {text!r}"
+        ) from err
+    return width, height
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"seed must be an integer or a comma list like 0,1,2; got {text!r}"
+        ) from err
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--model", required=True, help=f"model preset: {', '.join(MODEL_PRESETS)}")
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--negative-prompt", default="")
+    parser.add_argument("--seed", type=_seeds, default=[0], help="seed or comma list of seeds (default 0)")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the preset's)")
+    parser.add_argument("--cfg", type=float, default=None, help="guidance scale w (diffusers convention)")
+    parser.add_argument("--inversion-cfg", type=float, default=None, help="re-denoise inversion CFG w_w")
+    parser.add_argument("--scheduler", default=None, help=f"one of {', '.join(scheduler_names())}")
+    parser.add_argument("--size", type=_size, default=None, help="WIDTHxHEIGHT, multiples of 8")
+    parser.add_argument("--npnet", default=None, help="NPNet checkpoint: path, hub id or known name")
+    parser.add_argument("--method", default="standard,npnet", help=f"comma list of {', '.join(METHODS)}")
+    parser.add_argument("--redenoise-mode", default="correct", choices=("correct", "official"))
+    parser.add_argument("--redenoise-steps", type=int, default=None, help="re-denoise DDIM steps")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: per device)")
+    parser.add_argument("--offline", action="store_true", help="never use the hub (also HF_HUB_OFFLINE=1)")
+    parser.add_argument("--cpu-offload", action="store_true", help="enable_model_cpu_offload on CUDA")
+    parser.add_argument("--vae-tiling", action="store_true", help="tiled VAE decoding for large sizes")
+    parser.add_argument("--sequential", action="store_true", help="one pipeline call per image (no batching)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the sampling progress bars")
+    parser.add_argument("--out", required=True, help="output directory")
+    return parser
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "generate", help="standard / golden / inversion images for a prompt and seed"
+    )
+    return add_arguments(parser)
+
+
+def request_from_args(args: argparse.Namespace, seed: int) -> GenerationRequest:
+    width, height = args.size if args.size else (None, None)
+    return GenerationRequest(
+        model=args.model,
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        seed=seed,
+        steps=args.steps,
+        guidance_scale=args.cfg,
+        scheduler=args.scheduler,
+        width=width,
+        height=height,
+        methods=tuple(m.strip() for m in args.method.split(",") if m.strip()),
+        npnet=args.npnet,
+        inversion_guidance_scale=args.inversion_cfg,
+        batched=not args.sequential,
+        redenoise_mode=args.redenoise_mode,
+        redenoise_steps=args.redenoise_steps,
+    )
+
+
+def write_result(result: GenerationResult, folder: Path) -> dict[str, str]:
+    """One PNG per method in ``folder``; returns method -> file name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for method, image in result.images.items():
+        files[method] = f"{method}.png"
+        atomic_write_with(folder / files[method], lambda tmp, im=image: im.save(tmp, format="PNG"))
+    return files
+
+
+def main(args: argparse.Namespace) -> int:
+    service = GoldenNoiseService(
+        device=args.device,
+        dtype=args.dtype,
+        offline=True if args.offline else None,
+        cpu_offload=args.cpu_offload,
+        vae_tiling=args.vae_tiling,
+        progress=not args.no_progress,
+    )
+    out = Path(args.out)
+    runs = []
+    for seed in tqdm(args.seed, desc="seeds", disable=args.no_progress or len(args.seed) == 1):
+        result = service.generate(request_from_args(args, seed))
+        folder = out if len(args.seed) == 1 else out / f"seed{seed}"
+        files = write_result(result, folder)
+        runs.append(
+            {
+                "seed": seed,
+                "dir": str(folder.relative_to(out)) if folder != out else ".",
+                "files": files,
+                "settings": result.settings,
+                "timings": result.timings,
+                "peak_memory": result.peak_memory,
+            }
+        )
+        print(f"seed {seed}: wrote {', '.join(str(folder / f) for f in files.values())}")
+    meta = {"command": "generate", "versions": versions(), **runs[0], "runs": runs}
+    atomic_write_json(out / "meta.json", meta)
+    print(f"wrote {out / 'meta.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    main(add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0])).parse_args())

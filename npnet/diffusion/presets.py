@@ -1,0 +1,258 @@
+"""Model presets: one place for hub ids, default settings, NPNet checkpoints and offline builders."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from npnet.worlds.micro.grammar import IMAGE_SIZE as MICRO_SIZE
+from npnet.worlds.micro.pipeline import MICRO_GUIDANCE_SCALE, MICRO_STEPS, load_micro_pipeline
+from npnet.worlds.tiny import TINY_SIZE, build_tiny_hunyuan_dit, build_tiny_sdxl
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """A text-to-image model, its paper settings and the NPNet that goes with it.
+
+    ``npnet_checkpoint`` is a spec for ``npnet.checkpoints.load_npnet`` (a known name such as "sdxl",
+    a hub id, or an ``assets/...`` path of the repository); ``None`` means a seeded tiny random NPNet.
+    ``builder`` (called as ``builder(device=..., dtype=...)``) builds offline presets locally; hub
+    presets load ``hub_id`` with ``pipeline_class.from_pretrained``.
+    """
+
+    name: str
+    family: str  # "sdxl" | "hunyuan-dit"
+    pipeline_class: str  # diffusers class name
+    hub_id: str | None
+    npnet_preset: str  # npnet.model.NPNET_PRESETS key
+    npnet_checkpoint: str | None
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float  # diffusers convention: eps_u + w (eps_c - eps_u)
+    scheduler: str  # npnet.diffusion.schedulers name or "default"
+    inversion_guidance_scale: float = 1.0
+    dtype: str = "float16"  # on CUDA; float32 on CPU
+    offline: bool = False
+    description: str = ""
+    builder: Callable[..., Any] | None = None
+    variant: str | None = None  # hub weight variant used with float16 ("fp16")
+    unet_id: str | None = None  # replacement UNet repo (SDXL-Lightning, LCM)
+    unet_file: str | None = None  # single-file UNet weights inside unet_id
+    scheduler_overrides: tuple[tuple[str, Any], ...] = ()  # applied to the loaded scheduler config
+    base_scheduler: str | None = None  # scheduler class set at load time (e.g. LCM), else the hub's
+    collect_steps: int = 10  # re-denoise/collection steps used by the paper (App. A.5)
+    size_multiple: int = 8
+    assets: tuple[str, ...] = ()  # shipped files (``assets/...``) the builder needs
+
+
+_SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
+MODEL_PRESETS: dict[str, ModelPreset] = {
+    p.name: p
+    for p in (
+        ModelPreset(
+            name="sdxl",
+            family="sdxl",
+            pipeline_class="StableDiffusionXLPipeline",
+            hub_id=_SDXL,
+            npnet_preset="sdxl",
+            npnet_checkpoint="sdxl",
+            width=1024,
+            height=1024,
+            steps=50,
+            guidance_scale=5.5,
+            scheduler="dpm++2m",
+            variant="fp16",
+            description="Stable Diffusion XL base 1.0 with the official SDXL NPNet (paper setting)",
+        ),
+        ModelPreset(
+            name="dreamshaper-xl-v2-turbo",
+            family="sdxl",
+            pipeline_class="StableDiffusionXLPipeline",
+            hub_id="lykon/dreamshaper-xl-v2-turbo",
+            npnet_preset="sdxl",
+            npnet_checkpoint="dreamshaper",
+            width=1024,
+            height=1024,
+            steps=8,
+            guidance_scale=3.5,
+            scheduler="dpm++2m",
+            variant="fp16",
+            collect_steps=4,
+            description="DreamShaper-xl-v2-turbo (few steps) with the official DreamShaper NPNet",
+        ),
+        ModelPreset(
+            name="hunyuan-dit",
+            family="hunyuan-dit",
+            pipeline_class="HunyuanDiTPipeline",
+            hub_id="Tencent-Hunyuan/HunyuanDiT-v1.2-Diffusers",
+            npnet_preset="dit",
+            npnet_checkpoint="dit",
+            width=1024,
+            height=1024,
+            steps=50,
+            guidance_scale=5.0,
+            scheduler="dpm++2m",
+            size_multiple=16,
+            description="Hunyuan-DiT v1.2 with the official DiT NPNet (77x1024 BERT/CLIP condition)",
+        ),
+        ModelPreset(
+            name="sdxl-lightning-4step",
+            family="sdxl",
+            pipeline_class="StableDiffusionXLPipeline",
+            hub_id=_SDXL,
+            npnet_preset="sdxl",
+            npnet_checkpoint="sdxl",
+            width=1024,
+            height=1024,
+            steps=4,
+            guidance_scale=0.0,
+            scheduler="euler",
+            variant="fp16",
+            unet_id="ByteDance/SDXL-Lightning",
+            unet_file="sdxl_lightning_4step_unet.safetensors",
+            scheduler_overrides=(("timestep_spacing", "trailing"),),
+            collect_steps=4,
+            description="SDXL-Lightning 4-step UNet on SDXL base, trailing Euler, no CFG; SDXL NPNet (Table 18)",
+        ),
+        ModelPreset(
+            name="lcm-sdxl",
+            family="sdxl",
+            pipeline_class="StableDiffusionXLPipeline",
+            hub_id=_SDXL,
+            npnet_preset="sdxl",
+            npnet_checkpoint="sdxl",
+            width=1024,
+            height=1024,
+            steps=4,
+            guidance_scale=8.0,
+            scheduler="lcm",
+            variant="fp16",
+            unet_id="latent-consistency/lcm-sdxl",
+            base_scheduler="lcm",
+            collect_steps=4,
+            description="LCM-SDXL (guidance-embedded UNet, LCMScheduler); SDXL NPNet (Table 18)",
+        ),
+        ModelPreset(
+            name="tiny-sdxl",
+            family="sdxl",
+            pipeline_class="StableDiffusionXLPipeline",
+            hub_id=None,
+            npnet_preset="tiny",
+            npnet_checkpoint=None,
+            width=TINY_SIZE,
+            height=TINY_SIZE,
+            steps=4,
+            guidance_scale=5.5,
+            scheduler="ddim",
+            dtype="float32",
+            offline=True,
+            builder=build_tiny_sdxl,
+            collect_steps=4,
+            description="offline random-weight SDXL pipeline (plumbing and tests, not pictures)",
+        ),
+        ModelPreset(
+            name="tiny-hunyuan-dit",
+            family="hunyuan-dit",
+            pipeline_class="HunyuanDiTPipeline",
+            hub_id=None,
+            npnet_preset="tiny",
+            npnet_checkpoint=None,
+            width=TINY_SIZE,
+            height=TINY_SIZE,
+            steps=4,
+            guidance_scale=5.0,
+            scheduler="ddim",
+            dtype="float32",
+            offline=True,
+            builder=build_tiny_hunyuan_dit,
+            collect_steps=4,
+            size_multiple=16,
+            description="offline random-weight Hunyuan-DiT pipeline (plumbing and tests, not pictures)",
+        ),
+        ModelPreset(
+            name="micro",
+            family="sdxl",
+            pipeline_class="StableDiffusionXLPipeline",
+            hub_id=None,
+            npnet_preset="micro",
+            npnet_checkpoint="assets/micro/npnet.safetensors",
+            width=MICRO_SIZE,
+            height=MICRO_SIZE,
+            steps=MICRO_STEPS,
+            guidance_scale=MICRO_GUIDANCE_SCALE,
+            scheduler="default",
+            dtype="float32",
+            offline=True,
+            builder=load_micro_pipeline,
+            assets=("assets/micro/generator/model_index.json",),
+            description="offline micro world: small trained SDXL-class pipeline and NPNet shipped in assets/micro",
+        ),
+    )
+}
+MICRO_BUILD_HINT = (
+    "build the micro world with `python -m cli micro train-generator ... --export-to assets/micro/generator` "
+    "and its NPNet with `python -m cli micro-npnet all ...` then `export` (see the README's micro section)"
+)
+
+
+def get_model_preset(name: str, presets: Mapping[str, ModelPreset] | None = None) -> ModelPreset:
+    """The preset called ``name``, or a ValueError listing presets (and which work offline)."""
+    presets = MODEL_PRESETS if presets is None else presets
+    if name in presets:
+        return presets[name]
+    raise ValueError(f"unknown model {name!r}. {describe_presets(presets)}")
+
+
+def offline_presets(presets: Mapping[str, ModelPreset] | None = None) -> list[str]:
+    return [name for name, p in (MODEL_PRESETS if presets is None else presets).items() if p.offline]
+
+
+def describe_presets(presets: Mapping[str, ModelPreset] | None = None) -> str:
+    """One sentence naming every preset and the offline ones."""
+    presets = MODEL_PRESETS if presets is None else presets
+    return (
+        f"Available models: {', '.join(presets)}; "
+        f"these work offline (no hub): {', '.join(offline_presets(presets))}"
+    )
+
+
+def hub_offline(offline: bool | None = None) -> bool:
+    """``offline`` if given, else whether HF_HUB_OFFLINE is set to a true value."""
+    if offline is not None:
+        return bool(offline)
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def required_hub_repos(preset: ModelPreset) -> list[str]:
+    """Hub repositories a preset downloads (pipeline, replacement UNet)."""
+    return [r for r in (preset.hub_id, preset.unet_id) if r]
+
+
+def is_cached(repo_id: str) -> bool:
+    """Whether ``repo_id``'s model index (or config) is in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in ("model_index.json", "config.json", "unet/config.json"):
+        if isinstance(try_to_load_from_cache(repo_id, filename), str):
+            return True
+    return False
+
+
+def resolve_model(
+    name: str, offline: bool | None = None, presets: Mapping[str, ModelPreset] | None = None
+) -> ModelPreset:
+    """Preset ``name``, checking it can be loaded: offline mode allows offline or fully cached presets."""
+    preset = get_model_preset(name, presets)
+    if preset.offline or not hub_offline(offline):
+        return preset
+    missing = [r for r in required_hub_repos(preset) if not is_cached(r)]
+    if not missing:
+        return preset
+    raise ValueError(
+        f"model {name!r} needs the hub ({', '.join(missing)} not in the local cache) but the hub is "
+        f"offline (HF_HUB_OFFLINE=1 or offline=True). Download it where the hub is reachable with "
+        f"`huggingface-cli download {missing[0]}`, or choose an offline model. {describe_presets()}"
+    )

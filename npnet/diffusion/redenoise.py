@@ -1,0 +1,205 @@
+"""Re-denoise sampling (paper Sec. 3.1, Eq. 1-2, Alg. 1 lines 5-6): x'_T = DDIM-Inversion(DDIM(x_T)).
+
+One DDIM step from the first timestep with CFG w_l, then one DDIM-inversion step with CFG w_w,
+using diffusers' ``DDIMScheduler`` / ``DDIMInverseScheduler`` built from the pipeline's scheduler
+config and the pipeline's own denoiser call conventions. It is also the paper's "Inversion" method.
+
+Modes:
+- ``"correct"``: the inversion evaluates eps at x_{T-k}'s own timestep T-k and steps T-k -> T, so
+  x'_T has exactly x_T's noise level (the round trip of Eq. 11-12).
+- ``"official"``: as the official collection code: eps is evaluated at timestep T and the inverse
+  scheduler is called with the *next* timestep T-k, which ``DDIMInverseScheduler`` treats as the
+  target, i.e. a step T-2k -> T-k: x'_T lands one step short of x_T's noise level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from npnet.diffusion.sampling import PromptEmbeds, denoiser, family_of
+from npnet.diffusion.schedulers import accepted_config
+
+REDENOISE_MODES = ("correct", "official")
+
+
+@dataclass(frozen=True)
+class RedenoiseTrace:
+    """Intermediate values of one re-denoise round trip (CPU float32 tensors, integer timesteps)."""
+
+    x_T: torch.Tensor  # (B, C, h, w) source noise
+    x_mid: torch.Tensor  # DDIM(x_T), Alg. 1 line 5
+    x_prime: torch.Tensor  # DDIM-Inversion(x_mid), Alg. 1 line 6 (target noise)
+    t_start: int  # timestep of x_T (first sampling timestep)
+    t_mid: int  # noise level of x_mid
+    t_eval: int  # timestep the inversion's model call uses
+    t_from: int  # level the inverse step assumes for x_mid
+    t_to: int  # level x'_T lands on
+    mode: str
+
+
+# -- guided model predictions (per family) ------------------------------------------------------
+def cfg(uncond: torch.Tensor, cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """Eq. 3 in diffusers' convention: out_u + w (out_c - out_u) (paper omega = w - 1)."""
+    return uncond + guidance_scale * (cond - uncond)
+
+
+def _pairs(embeds: PromptEmbeds, batch: int, device) -> dict[str, torch.Tensor]:
+    """[uncond; cond] stacks of every tensor, as the pipelines build for CFG: (2B, ...)."""
+    rep = embeds.repeat(batch).to(device=device).tensors
+    out = {}
+    for key, value in rep.items():
+        if key.startswith("negative_"):
+            out[key[len("negative_") :]] = torch.cat([value, rep[key[len("negative_") :]]])
+    return out
+
+
+def _sdxl_outputs(pipe, x: torch.Tensor, t: int, embeds: PromptEmbeds, guidance_scale: float):
+    unet = pipe.unet
+    b, _, h, w = x.shape
+    pairs = _pairs(embeds, b, x.device)
+    size = (h * pipe.vae_scale_factor, w * pipe.vae_scale_factor)
+    proj = (
+        pipe.text_encoder_2.config.projection_dim
+        if pipe.text_encoder_2 is not None
+        else int(pairs["pooled_prompt_embeds"].shape[-1])
+    )
+    time_ids = pipe._get_add_time_ids(size, (0, 0), size, dtype=x.dtype, text_encoder_projection_dim=proj)
+    timestep_cond = None
+    if unet.config.time_cond_proj_dim is not None:  # guidance-embedded UNets (LCM)
+        scale = torch.tensor(guidance_scale - 1).repeat(2 * b)
+        timestep_cond = pipe.get_guidance_scale_embedding(scale, embedding_dim=unet.config.time_cond_proj_dim)
+        timestep_cond = timestep_cond.to(device=x.device, dtype=x.dtype)
+    out = unet(
+        torch.cat([x, x]),  # (2B, C, h, w)
+        t,
+        encoder_hidden_states=pairs["prompt_embeds"],
+        timestep_cond=timestep_cond,
+        added_cond_kwargs={
+            "text_embeds": pairs["pooled_prompt_embeds"],
+            "time_ids": time_ids.repeat(2 * b, 1),
+        },
+        return_dict=False,
+    )[0]
+    return out.chunk(2)
+
+
+def _hunyuan_outputs(pipe, x: torch.Tensor, t: int, embeds: PromptEmbeds):
+    from diffusers.models.embeddings import get_2d_rotary_pos_embed
+    from diffusers.pipelines.hunyuandit.pipeline_hunyuandit import get_resize_crop_region_for_grid
+
+    net = pipe.transformer
+    b, c, h, w = x.shape
+    pairs = _pairs(embeds, b, x.device)
+    patch = net.config.patch_size
+    grid = (h // patch, w // patch)
+    crops = get_resize_crop_region_for_grid(grid, 512 // 8 // patch)
+    rotary = get_2d_rotary_pos_embed(
+        net.inner_dim // net.num_heads, crops, grid, device=x.device, output_type="pt"
+    )
+    size = (h * pipe.vae_scale_factor, w * pipe.vae_scale_factor)
+    meta = torch.tensor([[1024, 1024, *size, 0, 0]], dtype=x.dtype, device=x.device).repeat(2 * b, 1)
+    out = net(
+        torch.cat([x, x]),  # (2B, C, h, w)
+        torch.full((2 * b,), float(t), device=x.device, dtype=x.dtype),
+        encoder_hidden_states=pairs["prompt_embeds"],
+        text_embedding_mask=pairs["prompt_attention_mask"],
+        encoder_hidden_states_t5=pairs["prompt_embeds_2"],
+        text_embedding_mask_t5=pairs["prompt_attention_mask_2"],
+        image_meta_size=meta,
+        style=torch.zeros(2 * b, dtype=torch.long, device=x.device),
+        image_rotary_emb=rotary,
+        return_dict=False,
+    )[0]
+    out = out[:, :c]  # drop the learned-sigma channels: (2B, C, h, w)
+    return out.chunk(2)
+
+
+def model_outputs(pipe, x: torch.Tensor, t: int, embeds: PromptEmbeds, guidance_scale: float = 1.0):
+    """(uncond, cond) raw denoiser outputs (the scheduler's prediction type) at ``t``, in float32."""
+    net = denoiser(pipe)
+    x = x.to(device=pipe._execution_device, dtype=net.dtype)
+    with torch.inference_mode():
+        if family_of(pipe) == "hunyuan-dit":
+            uncond, cond = _hunyuan_outputs(pipe, x, t, embeds)
+        else:
+            uncond, cond = _sdxl_outputs(pipe, x, t, embeds, guidance_scale)
+    return uncond.float(), cond.float()
+
+
+def uses_cfg(pipe, guidance_scale: float) -> bool:
+    """As the diffusers pipelines decide: CFG only for w > 1 and not for guidance-embedded UNets (LCM)."""
+    if family_of(pipe) == "sdxl" and pipe.unet.config.time_cond_proj_dim is not None:
+        return False
+    return guidance_scale > 1
+
+
+def guided_output(pipe, x: torch.Tensor, t: int, embeds: PromptEmbeds, guidance_scale: float) -> torch.Tensor:
+    """The denoiser output the pipeline itself would use at ``t``: CFG-combined, or conditional only."""
+    uncond, cond = model_outputs(pipe, x, t, embeds, guidance_scale)
+    return cfg(uncond, cond, guidance_scale) if uses_cfg(pipe, guidance_scale) else cond
+
+
+# -- the round trip ----------------------------------------------------------------------------
+def redenoise_schedulers(pipe, steps: int):
+    """(DDIMScheduler, DDIMInverseScheduler) from the pipeline's scheduler config, set to ``steps``."""
+    from diffusers import DDIMInverseScheduler, DDIMScheduler
+
+    config = dict(pipe.scheduler.config)
+    spacing = config.get("timestep_spacing", "leading")
+    ddim = DDIMScheduler.from_config(
+        accepted_config(DDIMScheduler, config), clip_sample=False
+    )  # Eq. 1: no clipping
+    inverse = DDIMInverseScheduler.from_config(
+        accepted_config(DDIMInverseScheduler, config),
+        clip_sample=False,
+        timestep_spacing=spacing if spacing in ("leading", "trailing") else "leading",
+    )
+    ddim.set_timesteps(steps)
+    inverse.set_timesteps(steps)
+    return ddim, inverse
+
+
+def _check(steps: int, mode: str) -> None:
+    if mode not in REDENOISE_MODES:
+        raise ValueError(f"unknown re-denoise mode {mode!r}; choose one of {', '.join(REDENOISE_MODES)}")
+    if int(steps) < 2:
+        raise ValueError(f"re-denoise needs steps >= 2 (the DDIM step size is 1000/steps); got {steps}")
+
+
+def redenoise_trace(
+    pipe,
+    x_T: torch.Tensor,
+    embeds: PromptEmbeds,
+    steps: int,
+    guidance_scale: float,
+    inversion_guidance_scale: float = 1.0,
+    mode: str = "correct",
+) -> RedenoiseTrace:
+    """Re-denoise sampling with every intermediate value (see the module docstring for the modes)."""
+    _check(steps, mode)
+    ddim, inverse = redenoise_schedulers(pipe, steps)
+    device = pipe._execution_device
+    x = x_T.to(device=device, dtype=torch.float32)  # (B, C, h, w)
+    t0 = int(ddim.timesteps[0])
+    t_next = int(ddim.timesteps[1])
+    t_mid = t0 - ddim.config.num_train_timesteps // steps
+    out = guided_output(pipe, x, t0, embeds, guidance_scale)
+    x_mid = ddim.step(out, t0, x, return_dict=False)[0]  # Eq. 1 with CFG w_l
+    t_eval, t_target = (t_mid, t0) if mode == "correct" else (t0, t_next)
+    out = guided_output(pipe, x_mid, t_eval, embeds, inversion_guidance_scale)
+    x_prime = inverse.step(out, t_target, x_mid, return_dict=False)[0]  # Eq. 2 with CFG w_w
+    t_from = t_target - inverse.config.num_train_timesteps // steps
+    return RedenoiseTrace(
+        x_T=x_T.detach().float().cpu(),
+        x_mid=x_mid.float().cpu(),
+        x_prime=x_prime.float().cpu(),
+        t_start=t0,
+        t_mid=t_mid,
+        t_eval=t_eval,
+        t_from=t_from,
+        t_to=t_target,
+        mode=mode,
+    )
+

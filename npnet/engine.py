@@ -1,0 +1,394 @@
+"""GoldenNoiseService: lazily loaded pipelines + NPNets per preset; standard / golden / inversion images.
+
+Per request: x_T from the seed (CPU generator), prompt embeddings encoded once, golden = NPNet(x_T, c),
+x'_T = re-denoise(x_T) for "inversion", then every method's image from one batched pipeline call
+(sequential on OOM or on request) with a per-call scheduler, so the shared pipeline is never mutated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from npnet.diffusion.loading import (
+    load_npnet_for,
+    load_pipeline,
+    resolve_device,
+    resolve_dtype,
+    unavailable_reason,
+)
+from npnet.diffusion.presets import MODEL_PRESETS, ModelPreset, hub_offline, resolve_model
+from npnet.diffusion.redenoise import REDENOISE_MODES, redenoise_trace
+from npnet.diffusion.sampling import (
+    check_prompt,
+    check_size,
+    denoise,
+    encode_prompt,
+    free_memory,
+    initial_latents,
+    with_scheduler,
+)
+from npnet.diffusion.schedulers import check_scheduler_name
+
+METHODS = ("standard", "npnet", "inversion")
+TINY_RANDOM_NPNET = "tiny-random(seed=0)"  # presets without a checkpoint (tiny-*) get a seeded random NPNet
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt and seed; ``None`` fields take the model preset's defaults."""
+
+    model: str
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int | None = None
+    guidance_scale: float | None = None
+    scheduler: str | None = None
+    width: int | None = None
+    height: int | None = None
+    methods: tuple[str, ...] = ("standard", "npnet")
+    npnet: str | None = None  # NPNet checkpoint override (path, hub id or npnet.checkpoints name)
+    inversion_guidance_scale: float | None = None
+    batched: bool = True
+    redenoise_mode: str = "correct"  # "correct" | "official" (see npnet.diffusion.redenoise)
+    redenoise_steps: int | None = None  # DDIM step size 1000/steps; default: the preset's collect_steps
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """Images, latents (CPU float32 (1, 4, h, w)), the NPNet condition, timings (s) and peak memory (bytes)."""
+
+    request: GenerationRequest
+    settings: dict[str, Any]
+    images: dict[str, Any]
+    latents: dict[str, torch.Tensor]
+    prompt_embeds: torch.Tensor
+    timings: dict[str, float]
+    peak_memory: dict[str, int]
+
+
+@dataclass
+class LoadedModel:
+    """A loaded pipeline, its NPNets (by checkpoint spec) and the lock serialising its use."""
+
+    preset: ModelPreset
+    pipe: Any
+    device: torch.device
+    dtype: torch.dtype
+    npnets: dict[str, torch.nn.Module] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+def _methods(methods) -> tuple[str, ...]:
+    items = tuple(m.strip() for m in methods.split(",")) if isinstance(methods, str) else tuple(methods)
+    if not items:
+        raise ValueError(f"no methods given; choose from {', '.join(METHODS)}")
+    unknown = [m for m in items if m not in METHODS]
+    if unknown or len(set(items)) != len(items):
+        raise ValueError(f"methods {list(items)} must be distinct names from {', '.join(METHODS)}")
+    return items
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return value
+
+
+def _scale(name: str, value) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"{name} must be a finite number >= 0 (diffusers CFG convention); got {value!r}")
+    return float(value)
+
+
+def npnet_key(preset: ModelPreset, override: str | None = None) -> str:
+    """The NPNet a request uses: the override, else the preset's checkpoint, else the tiny random one.
+
+    The one place this is decided; the key names the NPNet in ``LoadedModel.npnets`` and in settings.
+    """
+    return str(override) if override else preset.npnet_checkpoint or TINY_RANDOM_NPNET
+
+
+def resolve_sampling(
+    preset: ModelPreset,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+    inversion_guidance_scale: float | None = None,
+    scheduler: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    methods=("standard", "npnet"),
+    redenoise_mode: str = "correct",
+    redenoise_steps: int | None = None,
+    npnet: str | None = None,
+) -> dict[str, Any]:
+    """The sampling settings with the preset's defaults filled in, validated (ValueError saying the fix)."""
+    width, height = check_size(_default(width, preset.width), _default(height, preset.height), preset.size_multiple)
+    if redenoise_mode not in REDENOISE_MODES:
+        raise ValueError(f"unknown redenoise_mode {redenoise_mode!r}; choose {', '.join(REDENOISE_MODES)}")
+    methods = _methods(methods)
+    redenoise_steps = _positive_int("redenoise_steps", redenoise_steps or preset.collect_steps)
+    if "inversion" in methods and redenoise_steps < 2:
+        raise ValueError(f"the inversion method needs redenoise_steps >= 2; got {redenoise_steps}")
+    return {
+        "model": preset.name,
+        "family": preset.family,
+        "steps": _positive_int("steps", _default(steps, preset.steps)),
+        "guidance_scale": _scale("guidance_scale", _default(guidance_scale, preset.guidance_scale)),
+        "inversion_guidance_scale": _scale(
+            "inversion_guidance_scale", _default(inversion_guidance_scale, preset.inversion_guidance_scale)
+        ),
+        "scheduler": check_scheduler_name(scheduler or preset.scheduler),
+        "width": width,
+        "height": height,
+        "methods": list(methods),
+        "npnet": npnet_key(preset, npnet),
+        "redenoise_mode": redenoise_mode,
+        "redenoise_steps": redenoise_steps,
+    }
+
+
+def resolve_settings(request: GenerationRequest, preset: ModelPreset) -> dict[str, Any]:
+    """A request's full settings: prompt and seed checked, sampling settings from ``resolve_sampling``."""
+    check_prompt(request.prompt)
+    if isinstance(request.seed, bool) or not isinstance(request.seed, int) or not 0 <= request.seed < 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2**63); got {request.seed!r}")
+    sampling = resolve_sampling(
+        preset,
+        steps=request.steps,
+        guidance_scale=request.guidance_scale,
+        inversion_guidance_scale=request.inversion_guidance_scale,
+        scheduler=request.scheduler,
+        width=request.width,
+        height=request.height,
+        methods=request.methods,
+        redenoise_mode=request.redenoise_mode,
+        redenoise_steps=request.redenoise_steps,
+        npnet=request.npnet,
+    )
+    prompt = {"prompt": request.prompt, "negative_prompt": request.negative_prompt, "seed": request.seed}
+    return {**sampling, **prompt, "batched": bool(request.batched)}
+
+
+def _default(value, fallback):
+    return fallback if value is None else value
+
+
+class _PeakMemory:
+    """Peak memory of a block: CUDA max allocated (reset at entry) and the process RSS high-water mark."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.result: dict[str, int] = {}
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        return self
+
+    def __exit__(self, *exc):
+        import resource
+
+        unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+        self.result["rss_high_water"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * unit
+        if self.device.type == "cuda":
+            self.result["cuda_max_allocated"] = int(torch.cuda.max_memory_allocated(self.device))
+        return False
+
+
+@contextlib.contextmanager
+def _large_image_tiling(loaded: LoadedModel, settings: dict[str, Any]):
+    """On CUDA, decode images larger than the preset's native size with VAE tiling (restored after).
+
+    Runs under the model's lock, so no other request sees the temporary setting.
+    """
+    vae = loaded.pipe.vae
+    large = settings["width"] * settings["height"] > loaded.preset.width * loaded.preset.height
+    switch = loaded.device.type == "cuda" and large and not getattr(vae, "use_tiling", False)
+    if switch:
+        vae.enable_tiling()
+    try:
+        yield
+    finally:
+        if switch:
+            vae.disable_tiling()
+
+
+class GoldenNoiseService:
+    """Loads models lazily (cached, thread-safe) and generates standard / golden / inversion images."""
+
+    def __init__(
+        self,
+        device="auto",
+        dtype=None,
+        offline: bool | None = None,
+        cpu_offload: bool = False,
+        vae_tiling: bool = False,
+        max_loaded: int = 1,
+        progress: bool = True,
+        presets: Mapping[str, ModelPreset] | None = None,
+    ):
+        self.device = resolve_device(device)
+        self.presets = dict(MODEL_PRESETS if presets is None else presets)
+        self.dtype = dtype
+        self.offline = offline
+        self.cpu_offload = cpu_offload
+        self.vae_tiling = vae_tiling
+        self.max_loaded = max(1, int(max_loaded))
+        self.progress = progress
+        self._loaded: dict[str, LoadedModel] = {}
+        self._lock = threading.RLock()
+
+    # -- models --------------------------------------------------------------------------------
+    def preset(self, model: str) -> ModelPreset:
+        """The preset ``model`` of this service's registry, checked to be loadable (offline: cached)."""
+        return resolve_model(model, self.offline, self.presets)
+
+    def available_models(self) -> list[str]:
+        """Presets loadable now (offline: offline presets and fully cached hub presets)."""
+        names = []
+        for name in self.presets:
+            try:
+                preset = self.preset(name)
+            except ValueError:
+                continue
+            if unavailable_reason(preset) is None:
+                names.append(name)
+        return names
+
+    def npnet(self, model: str, override: str | None = None) -> torch.nn.Module:
+        """The NPNet a request for ``model`` with NPNet ``override`` uses (loaded on first use)."""
+        loaded = self.load(model, override)
+        return loaded.npnets[npnet_key(loaded.preset, override)]
+
+    def load(self, model: str, npnet: str | None = None, with_npnet: bool = True) -> LoadedModel:
+        """The loaded ``model`` (cached) with the NPNet ``npnet`` (or the preset's) unless ``with_npnet=False``."""
+        preset = self.preset(model)
+        with self._lock:
+            loaded = self._loaded.get(preset.name)
+            if loaded is None:
+                self._evict(keep=self.max_loaded - 1)
+                dtype = resolve_dtype(self.dtype, preset, self.device)
+                pipe = load_pipeline(
+                    preset, self.device, dtype, hub_offline(self.offline), self.cpu_offload, self.vae_tiling
+                )
+                loaded = LoadedModel(preset, pipe, self.device, dtype)
+                self._loaded[preset.name] = loaded
+        if not with_npnet:
+            return loaded
+        key = npnet_key(preset, npnet)
+        with loaded.lock:
+            if key not in loaded.npnets:
+                spec = None if key == TINY_RANDOM_NPNET else key
+                loaded.npnets[key] = load_npnet_for(preset, loaded.pipe, spec, self.device)
+        return loaded
+
+    def unload(self, model: str | None = None) -> None:
+        """Drop one loaded model (or all) and free its memory."""
+        with self._lock:
+            names = [model] if model else list(self._loaded)
+            for name in names:
+                loaded = self._loaded.pop(name, None)
+                if loaded is not None:
+                    with loaded.lock:
+                        loaded.npnets.clear()
+                        loaded.pipe = None
+            free_memory()
+
+    def _evict(self, keep: int) -> None:
+        while len(self._loaded) > keep:
+            self.unload(next(iter(self._loaded)))
+
+    # -- generation ----------------------------------------------------------------------------
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        """Images for every requested method from the same seed, prompt embeddings and sampler noise."""
+        start = time.perf_counter()
+        preset = self.preset(request.model)
+        settings = resolve_settings(request, preset)
+        while True:  # a model evicted by another thread between load() and the lock is loaded again
+            loaded = self.load(preset.name, request.npnet, with_npnet="npnet" in settings["methods"])
+            with loaded.lock:
+                if loaded.pipe is not None:
+                    return self._generate_locked(loaded, request, settings, start)
+
+    def _generate_locked(self, loaded: LoadedModel, request, settings, start: float) -> GenerationResult:
+        with _PeakMemory(loaded.device) as peak, _large_image_tiling(loaded, settings):
+            timings: dict[str, float] = {}
+            latents, embeds = self._latents(loaded, request, settings, timings)
+            settings.update(device=str(loaded.device), dtype=str(loaded.dtype).replace("torch.", ""))
+            view = with_scheduler(loaded.pipe, settings["scheduler"], progress=self.progress)
+            settings["scheduler_class"] = type(view.scheduler).__name__
+            methods = settings["methods"]
+            tick = time.perf_counter()
+            images, used_batched = denoise(
+                view,
+                embeds,
+                torch.cat([latents[m] for m in methods]),  # (M, C, h, w)
+                settings["steps"],
+                settings["guidance_scale"],
+                settings["width"],
+                settings["height"],
+                seed=settings["seed"],
+                batched=settings["batched"],
+            )
+            timings["denoise"] = time.perf_counter() - tick
+            timings["denoise_per_image"] = timings["denoise"] / len(methods)
+        settings["batched_used"] = used_batched
+        timings["total"] = time.perf_counter() - start
+        return GenerationResult(
+            request=request,
+            settings=settings,
+            images=dict(zip(methods, images)),
+            latents=latents,
+            prompt_embeds=embeds.condition.detach().float().cpu(),
+            timings=timings,
+            peak_memory=peak.result,
+        )
+
+    def _latents(self, loaded: LoadedModel, request, settings, timings):
+        """x_T, and the golden / re-denoised latents the request asks for (CPU float32)."""
+        pipe = loaded.pipe
+        tick = time.perf_counter()
+        embeds = encode_prompt(pipe, settings["prompt"], settings["negative_prompt"])
+        timings["encode"] = time.perf_counter() - tick
+        x_T = initial_latents(pipe, settings["seed"], settings["width"], settings["height"])  # (1, C, h, w)
+        latents = {"standard": x_T}
+        if "npnet" in settings["methods"]:
+            net = loaded.npnets[settings["npnet"]]
+            tick = time.perf_counter()
+            with torch.inference_mode():
+                golden = net(x_T.to(loaded.device), embeds.condition)  # (1, C, h, w)
+            latents["npnet"] = golden.float().cpu()
+            timings["npnet"] = time.perf_counter() - tick
+        if "inversion" in settings["methods"]:
+            tick = time.perf_counter()
+            latents["inversion"] = redenoise_trace(
+                pipe,
+                x_T,
+                embeds,
+                settings["redenoise_steps"],
+                settings["guidance_scale"],
+                settings["inversion_guidance_scale"],
+                mode=settings["redenoise_mode"],
+            ).x_prime
+            timings["redenoise"] = time.perf_counter() - tick
+        return latents, embeds
+
+    def generate_seeds(self, request: GenerationRequest, seeds) -> list[GenerationResult]:
+        """One result per seed (same prompt and settings)."""
+        return [self.generate(dataclasses.replace(request, seed=int(s))) for s in seeds]

@@ -1,0 +1,1 @@
+"""NPNet training (Alg. 2): the loop, its run state, resume."""
