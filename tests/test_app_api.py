@@ -8,8 +8,8 @@ import pytest
 from devserver import running_app
 from PIL import Image
 
-from studio.config import LaunchConfig, build_parser, config_from_args, default_model, micro_available
 from npnet.checkpoints import load_npnet, save_npnet
+from studio.config import LaunchConfig, build_parser, config_from_args, default_model, micro_available
 
 
 def _pixels(path: str) -> np.ndarray:
@@ -126,7 +126,6 @@ def test_evaluation_can_be_cancelled_and_resumed(app_url, model):
 
 
 def test_train_collects_trains_and_returns_a_loadable_checkpoint(client, model):
-    from npnet.model import NPNet
 
     status, curve, checkpoint = client.predict(
         model=model, npnet="", prompts_text="a red circle\nthree green squares", prompt_set="", max_prompts=2,

@@ -9,7 +9,14 @@ import torch
 from safetensors.torch import save_file
 
 from cli.convert import main as convert_main
-from npnet.checkpoints import infer_config, load_npnet, read_checkpoint, resolve_checkpoint, save_npnet, save_official
+from npnet.checkpoints import (
+    infer_config,
+    load_npnet,
+    read_checkpoint,
+    resolve_checkpoint,
+    save_npnet,
+    save_official,
+)
 from npnet.model import NPNET_PRESETS, NPNet
 
 

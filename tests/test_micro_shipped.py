@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from npnet.worlds.micro.grammar import caption_of, specs_for
 from npnet.paths import MICRO_ASSETS as ASSETS_DIR
+from npnet.worlds.micro.grammar import caption_of, specs_for
 from npnet.worlds.micro.pipeline import MICRO_GUIDANCE_SCALE, MICRO_STEPS, load_micro_pipeline
 from npnet.worlds.micro.quality import generate
 from npnet.worlds.micro.verifier import MicroVerifier

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from npnet.model import NPNET_PRESETS
 from npnet.worlds.micro import grammar
 from npnet.worlds.micro.components import MicroConfig, build_components, build_pipeline, count_parameters
 from npnet.worlds.micro.grammar import caption_of, heldout_captions, parse_caption, sample_scene, vocabulary
-from npnet.model import NPNET_PRESETS
 from npnet.worlds.micro.pipeline import load_micro_pipeline
 from npnet.worlds.micro.quality import check_generator
 from npnet.worlds.micro.render import stream

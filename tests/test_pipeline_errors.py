@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 
+from npnet.checkpoints import save_npnet
 from npnet.engine import GenerationRequest, GoldenNoiseService
 from npnet.model import NPNET_PRESETS, NPNet
 from npnet.worlds.tiny import TINY_BERT_DIM, build_tiny_npnet
-from npnet.checkpoints import save_npnet
 
 PROMPT = "a red cube"
 

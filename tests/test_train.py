@@ -8,11 +8,10 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from npnet.data.dataset import NoisePairDataset, write_dataset
-from npnet.model import NPNet
 from cli.train import add_arguments, main
-from npnet.training.train import TrainConfig, _collate, epoch_batches, evaluate, train
 from npnet.checkpoints import load_npnet
+from npnet.data.dataset import NoisePairDataset, write_dataset
+from npnet.training.train import TrainConfig, _collate, epoch_batches, evaluate, train
 
 
 def _learnable(folder, n_prompts=4, per_prompt=12, seed=0):
