@@ -9,9 +9,9 @@ from pathlib import Path
 import gradio as gr
 
 from npnet.diffusion.schedulers import scheduler_names
-from npnet.engine import GenerationRequest
 from studio.errors import user_errors
 from studio.examples import example_prompts
+from studio.form import GenerateForm
 from studio.render import aspect_size, pair_outputs, size_choices
 from studio.service import StudioService, preset_summary
 from studio.spaces_compat import gpu
@@ -32,7 +32,7 @@ class GenerateTab:
     prompt: gr.Textbox
     negative_prompt: gr.Textbox
     seed: gr.Number
-    settings: list  # [model, npnet, scheduler, steps, guidance_scale, width, height] in request order
+    settings: list  # the GenerateForm fields after prompt, negative prompt and seed, in its order
     methods: gr.CheckboxGroup
     metrics: gr.CheckboxGroup
     outputs: list  # gallery, slider, scores, timings, summary, download
@@ -40,85 +40,30 @@ class GenerateTab:
     events: tuple  # the generate events (button, Enter in the prompt) for chaining the analysis
 
 
-def _int(name: str, value, low: int = 0) -> int:
-    if value is None or value == "":
-        raise ValueError(f"{name} is empty; enter a whole number")
-    if float(value) != int(float(value)) or int(float(value)) < low:
-        raise ValueError(f"{name} must be a whole number >= {low}; got {value}")
-    return int(float(value))
-
-
-def build_request(
-    service: StudioService,
-    prompt,
-    negative_prompt,
-    seed,
-    model,
-    npnet,
-    scheduler,
-    steps,
-    guidance_scale,
-    width,
-    height,
-    methods,
-) -> GenerationRequest:
-    """Validate the form and build a GenerationRequest (ValueError with the fix on bad input)."""
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError("the prompt is empty: describe the image you want, e.g. 'a red circle'")
-    if model not in service.models():
-        raise ValueError(
-            f"model {model!r} is not available here; choose one of {', '.join(service.models())}"
-        )
-    if not methods:
-        raise ValueError("choose at least one method (standard, npnet, inversion) under Advanced options")
-    npnet = (npnet or "").strip() or service.default_npnet(model) or None
-    if npnet == service.preset(model).npnet_checkpoint:
-        npnet = None  # the preset's own checkpoint
-    return GenerationRequest(
-        model=model,
-        prompt=prompt.strip(),
-        negative_prompt=negative_prompt or "",
-        seed=_int("seed", 0 if seed is None else seed),
-        steps=_int("steps", steps, 1),
-        guidance_scale=float(guidance_scale),
-        scheduler=scheduler or None,
-        width=_int("width", width, 1),
-        height=_int("height", height, 1),
-        methods=tuple(methods),
-        npnet=npnet,
-    )
-
-
 def make_generate(service: StudioService):
     @gpu(duration=120)
     @user_errors
     def generate(
-        prompt,
-        negative_prompt,
-        seed,
-        model,
-        npnet,
-        scheduler,
-        steps,
-        guidance_scale,
-        width,
-        height,
-        methods,
-        metrics,
-        progress=gr.Progress(),
-    ):
+        prompt, negative_prompt, seed, model, npnet, scheduler, steps, guidance_scale, width, height, methods,
+        metrics, progress=gr.Progress(),
+    ):  # fmt: skip
         """Images of every chosen method from one seed, with scores, costs and a download bundle."""
-        request = build_request(
-            service, prompt, negative_prompt, seed, model, npnet, scheduler, steps, guidance_scale, width,
-            height, methods,
-        )  # fmt: skip
-        progress(0.05, desc=f"loading {model} (first use only) ...")
-        service.engine.load(request.model, request.npnet if "npnet" in request.methods else None)
-        progress(0.3, desc="generating ...")
-        pair = service.generate(request, metrics or [])
-        return (*pair_outputs(service, pair), pair)
+        form = GenerateForm(
+            prompt, negative_prompt, seed, model, npnet, scheduler, steps, guidance_scale, width, height
+        )
+        return run_form(service, form, methods, metrics, progress)
 
     return generate
+
+
+def run_form(service: StudioService, form: GenerateForm, methods, metrics, progress) -> tuple:
+    """Generate the form's request: the tab's outputs and the session's new current pair."""
+    request = form.request(service, methods)
+    progress(0.05, desc=f"loading {request.model} (first use only) ...")
+    service.engine.load(request.model, request.npnet, with_npnet="npnet" in request.methods)
+    progress(0.3, desc="generating ...")
+    pair = service.generate(request, metrics or [])
+    return (*pair_outputs(service, pair), pair)
 
 
 def _model_defaults(service: StudioService, model: str) -> tuple:
@@ -231,14 +176,12 @@ def _examples(service: StudioService, prompt, seed, outputs) -> None:
     if mode == "auto":
         mode = "eager" if service.preset(service.default_model).offline else "lazy"
     model = service.default_model
-    p = service.preset(model)
-    generate = make_generate(service)
 
-    def run_example(prompt_text, seed_value):
-        out = generate(
-            prompt_text, "", seed_value, model, service.default_npnet(model), p.scheduler, p.steps,
-            p.guidance_scale, p.width, p.height, ["standard", "npnet"], service.default_metrics(model),
-        )  # fmt: skip
+    @gpu(duration=120)
+    @user_errors
+    def run_example(prompt_text, seed_value, progress=gr.Progress()):
+        form = GenerateForm.defaults(service, model, prompt_text, seed_value)
+        out = run_form(service, form, ["standard", "npnet"], service.default_metrics(model), progress)
         return out[:-1]  # without the session state
 
     gr.Examples(

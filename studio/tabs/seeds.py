@@ -8,10 +8,11 @@ import gradio as gr
 import pandas as pd
 
 from studio.errors import user_errors
+from studio.form import GenerateForm
 from studio.render import pair_outputs
 from studio.service import Pair, StudioService
 from studio.spaces_compat import gpu
-from studio.tabs.generate import GenerateTab, build_request
+from studio.tabs.generate import GenerateTab
 
 TABLE_COLUMNS = ["seed", "standard", "npnet", "NPNet - standard", "verdict"]
 
@@ -73,10 +74,10 @@ def make_run_seeds(service: StudioService):
             raise ValueError(f"seed count must be between 1 and {service.config.max_seeds} on this server")
         if not metric:
             raise ValueError("choose a metric to rank the seeds")
-        request = build_request(
-            service, prompt, negative_prompt, first_seed, model, npnet, scheduler, steps, guidance_scale,
-            width, height, ("standard", "npnet"),
-        )  # fmt: skip
+        form = GenerateForm(
+            prompt, negative_prompt, first_seed, model, npnet, scheduler, steps, guidance_scale, width, height
+        )
+        request = form.request(service, ("standard", "npnet"))
         pairs = []
         for k in progress.tqdm(range(count), desc="seeds"):
             pairs.append(service.generate(dataclasses.replace(request, seed=request.seed + k), [metric]))

@@ -1,0 +1,92 @@
+"""The Generate form: the settings a user enters, turned into one validated ``GenerationRequest``.
+
+The Generate button, the cached examples and the Seeds tab all build their requests here, so a field
+is added, checked or defaulted in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from npnet.engine import GenerationRequest
+from studio.service import StudioService
+
+
+def whole_number(name: str, value: Any, low: int = 0) -> int:
+    """A form value that must be a whole number >= ``low`` (Gradio sends floats); ValueError saying the fix."""
+    if value is None or value == "" or isinstance(value, bool):
+        raise ValueError(f"{name} is empty; enter a whole number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a whole number; got {value!r}") from None
+    if not math.isfinite(number) or number != int(number) or number < low:
+        raise ValueError(f"{name} must be a whole number >= {low}; got {value}")
+    return int(number)
+
+
+@dataclass(frozen=True)
+class GenerateForm:
+    """The Generate tab's fields as Gradio delivers them (unvalidated), in the tab's input order."""
+
+    prompt: Any
+    negative_prompt: Any
+    seed: Any
+    model: Any
+    npnet: Any
+    scheduler: Any
+    steps: Any
+    guidance_scale: Any
+    width: Any
+    height: Any
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def defaults(cls, service: StudioService, model: str, prompt: str, seed: int) -> GenerateForm:
+        """The form as a fresh page shows it for ``model``: its preset's settings and default NPNet."""
+        p = service.preset(model)
+        return cls(prompt, "", seed, model, service.default_npnet(model), p.scheduler, p.steps,
+                   p.guidance_scale, p.width, p.height)  # fmt: skip
+
+    def request(self, service: StudioService, methods) -> GenerationRequest:
+        """Validate the form and build the request (ValueError with the fix on bad input)."""
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise ValueError("the prompt is empty: describe the image you want, e.g. 'a red circle'")
+        models = service.models()
+        if self.model not in models:
+            raise ValueError(f"model {self.model!r} is not available here; choose one of {', '.join(models)}")
+        if not methods:
+            raise ValueError("choose at least one method (standard, npnet, inversion) under Advanced options")
+        return GenerationRequest(
+            model=self.model,
+            prompt=self.prompt.strip(),
+            negative_prompt=self.negative_prompt or "",
+            seed=whole_number("seed", 0 if self.seed is None else self.seed),
+            steps=whole_number("steps", self.steps, 1),
+            guidance_scale=_number("guidance scale", self.guidance_scale),
+            scheduler=self.scheduler or None,
+            width=whole_number("width", self.width, 1),
+            height=whole_number("height", self.height, 1),
+            methods=tuple(methods),
+            npnet=self._npnet(service),
+        )
+
+    def _npnet(self, service: StudioService) -> str | None:
+        """The NPNet override: what the user chose, or None for the preset's own checkpoint."""
+        chosen = (self.npnet or "").strip() or service.default_npnet(self.model) or None
+        return None if chosen == service.preset(self.model).npnet_checkpoint else chosen
+
+
+def _number(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number; got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number; got {value}")
+    return number
