@@ -11,6 +11,7 @@ import argparse
 import torch
 
 from npnet.checkpoints import load_npnet, save_npnet, save_official
+from npnet.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -62,7 +63,7 @@ def _check_same(a, b) -> None:
     embeds = torch.randn(1, cfg.text_len, cfg.text_dim, generator=gen)
     with torch.inference_mode():
         if not torch.equal(a(noise, embeds), b(noise, embeds)):
-            raise ValueError("the converted checkpoint does not reproduce the source's outputs")
+            raise UserError("the converted checkpoint does not reproduce the source's outputs")
 
 
 if __name__ == "__main__":

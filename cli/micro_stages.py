@@ -33,6 +33,7 @@ from npnet.data.dataset import NoisePairDataset, read_manifest
 from npnet.diffusion.presets import MODEL_PRESETS
 from npnet.diffusion.sampling import denoise, encode_prompt, with_scheduler
 from npnet.engine import GenerationRequest, GoldenNoiseService
+from npnet.errors import UserError
 from npnet.io import atomic_write_json
 from npnet.model import NPNET_PRESETS
 from npnet.training.train import TrainConfig, train
@@ -96,7 +97,7 @@ class StageSettings:
 
 def check_variant(variant: str) -> None:
     if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        raise UserError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
 
 
 # -- the world: which generator, which NPNet ----------------------------------------------------------
@@ -109,7 +110,7 @@ def generator_fingerprint(folder: str | Path) -> str:
     digest = hashlib.sha256()
     files = sorted(Path(folder).rglob("*.safetensors"))
     if not files:
-        raise ValueError(
+        raise UserError(
             f"{folder} holds no safetensors weights; pass --generator with a micro pipeline folder"
         )
     for path in files:
@@ -126,7 +127,7 @@ def check_world(settings: StageSettings) -> dict[str, str]:
     if path.exists():
         old = json.loads(path.read_text())
         if old["fingerprint"] != world["fingerprint"]:
-            raise ValueError(
+            raise UserError(
                 f"{settings.root} was made with generator {old['generator']} ({old['fingerprint']}); "
                 f"{folder} is another ({world['fingerprint']}). Use a new --run folder"
             )
@@ -260,7 +261,7 @@ def residual_agreement(settings: StageSettings, variant: str = "full") -> dict[s
         settings.npd, split="val", val_fraction=config.val_fraction, seed=config.seed, select=False
     )
     if len(data) == 0:
-        raise ValueError(f"{settings.npd} has no validation pairs; collect more pairs")
+        raise UserError(f"{settings.npd} has no validation pairs; collect more pairs")
     net = load_npnet(settings.npnet_path(variant))
     x, xp, cond = (
         torch.stack(t) for t in zip(*(data[i] for i in range(len(data))))
@@ -285,7 +286,7 @@ def evaluate_stage(
     """Benchmark one NPNet variant on the held-out captions x seeds with the micro scorer; returns the summary."""
     path = settings.npnet_path(variant)
     if not path.is_file():
-        raise ValueError(f"no trained NPNet at {path}; run the train stage for variant {variant!r} first")
+        raise UserError(f"no trained NPNet at {path}; run the train stage for variant {variant!r} first")
     methods = methods or (("standard", "inversion", "npnet") if variant == "full" else ("standard", "npnet"))
     out = settings.eval_dir(variant, steps)
     config = BenchmarkConfig(
@@ -304,7 +305,7 @@ def evaluate_stage(
     _share_image_cache(settings, out)
     result = run_benchmark(config, service=_service(settings))
     if result.counts.get("errors"):
-        raise ValueError(f"{result.counts['errors']} benchmark samples failed in {out}; see rows.rank0.jsonl")
+        raise UserError(f"{result.counts['errors']} benchmark samples failed in {out}; see rows.rank0.jsonl")
     return summarize_run(out)
 
 

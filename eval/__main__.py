@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from npnet.errors import UserError
+
 
 def _csv(kind=str):
     def parse(text: str):
@@ -64,7 +66,7 @@ def config_from_args(args: argparse.Namespace):
     from eval.presets import EVAL_PRESETS
 
     if args.preset and args.preset not in EVAL_PRESETS:
-        raise ValueError(f"unknown eval preset {args.preset!r}; choose from {list(EVAL_PRESETS)}")
+        raise UserError(f"unknown eval preset {args.preset!r}; choose from {list(EVAL_PRESETS)}")
     fields = dict(EVAL_PRESETS[args.preset]) if args.preset else {}
     width = height = None
     if args.size:
@@ -92,7 +94,7 @@ def config_from_args(args: argparse.Namespace):
     }
     fields.update({k: v for k, v in given.items() if v is not None})
     if not fields.get("prompts") or not fields.get("model"):
-        raise ValueError("pass --model and --prompts (a prompt-set name or file), or --preset")
+        raise UserError("pass --model and --prompts (a prompt-set name or file), or --preset")
     return BenchmarkConfig(**fields)
 
 

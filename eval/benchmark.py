@@ -26,6 +26,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from eval.cache import ImageCache, image_key, module_hash
+from npnet.errors import UserError
 from npnet.io import JsonlTable, atomic_write_json, dist_rank_world, git_commit, shard, versions
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def parse_method(method: str) -> tuple[str, int]:
         return method, 1
     match = _BON.match(method)
     if not match or int(match.group(2)) < 1:
-        raise ValueError(
+        raise UserError(
             f"unknown method {method!r}; use {', '.join(BASE_METHODS)}, best-of-N or npnet+best-of-N"
         )
     return ("npnet" if match.group(1) else "standard"), int(match.group(2))
@@ -107,12 +108,12 @@ def _validate(config: BenchmarkConfig) -> None:
     for method in config.methods:
         parse_method(method)
     if not config.methods or not config.metrics or not config.seeds:
-        raise ValueError("a benchmark needs at least one method, one metric and one seed")
+        raise UserError("a benchmark needs at least one method, one metric and one seed")
     if len(set(config.methods)) != len(config.methods):
-        raise ValueError(f"methods repeat: {config.methods}")
+        raise UserError(f"methods repeat: {config.methods}")
     verifier = config.verifier or config.metrics[0]
     if any(parse_method(m)[1] > 1 for m in config.methods) and verifier == "mps":
-        raise ValueError(
+        raise UserError(
             "MPS is pairwise and cannot pick best-of-N alone; pass --verifier with another metric"
         )
 
@@ -127,7 +128,7 @@ def write_manifest(config: BenchmarkConfig, run_dir: Path, extra: dict[str, Any]
         new = config.to_dict()
         diff = [k for k in GENERATION_FIELDS if old.get(k) != new.get(k)]
         if diff:
-            raise ValueError(
+            raise UserError(
                 f"{run_dir} holds a run with other settings ({', '.join(diff)}: "
                 f"{[old.get(k) for k in diff]}); use a new --out or the same settings to resume"
             )
@@ -301,7 +302,7 @@ def _prompts(config: BenchmarkConfig) -> list[str]:
     if isinstance(config.prompts, (tuple, list)):
         prompts = [p.strip() for p in config.prompts]
         if not all(prompts):
-            raise ValueError("empty prompt in the prompt list")
+            raise UserError("empty prompt in the prompt list")
     else:
         from eval.prompts import load_prompts
 

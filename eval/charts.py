@@ -18,6 +18,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from eval.stats import paper_table
+from npnet.errors import UserError
 
 PALETTE = qualitative.Plotly
 
@@ -38,7 +39,7 @@ def win_rate_figure(summary: pd.DataFrame, baseline: str = "standard", title: st
     """Grouped bars: win rate (%) vs the baseline per metric, one panel per dataset/model; 50% line."""
     compared = summary[(summary["method"] != baseline) & summary["win_rate"].notna()]
     if compared.empty:
-        raise ValueError(
+        raise UserError(
             f"no paired comparisons against {baseline!r} in the summary; run the baseline method too"
         )
     datasets, models = _facet_values(compared, "dataset"), _facet_values(compared, "model")
@@ -100,7 +101,7 @@ def _digits(values: pd.Series) -> int:
 def metric_table_figure(summary: pd.DataFrame, title: str = "Metric means (95% CI)") -> go.Figure:
     """Table 2-style table: mean [95% CI] per metric (pairwise metrics as % preferred)."""
     if summary.empty:
-        raise ValueError("empty summary: nothing to tabulate")
+        raise UserError("empty summary: nothing to tabulate")
     table = paper_table(summary)
     metrics = [c for c in table.columns if c in set(summary["metric"])]
     keys = [c for c in table.columns if c not in metrics]
@@ -145,7 +146,7 @@ def delta_figure(rows: pd.DataFrame, metric: str, baseline: str = "standard") ->
     """Distribution of per-prompt paired differences (box + points) for each method vs the baseline."""
     deltas = paired_deltas(rows, metric, baseline)
     if deltas.empty:
-        raise ValueError(f"no paired samples of {metric!r} against {baseline!r}")
+        raise UserError(f"no paired samples of {metric!r} against {baseline!r}")
     colors = _colors(list(dict.fromkeys(deltas["method"])))
     fig = go.Figure()
     label = "prompt" if "prompt" in deltas else ("prompt_index" if "prompt_index" in deltas else "seed")
@@ -173,10 +174,10 @@ def delta_figure(rows: pd.DataFrame, metric: str, baseline: str = "standard") ->
 def steps_figure(summary: pd.DataFrame, metric: str) -> go.Figure:
     """Metric mean (95% CI) vs inference steps, one line per method (paper Fig. 4)."""
     if "steps" not in summary:
-        raise ValueError("the summary has no 'steps' column; summarise rows that record the step count")
+        raise UserError("the summary has no 'steps' column; summarise rows that record the step count")
     part = summary[summary["metric"] == metric]
     if part["steps"].nunique() < 2:
-        raise ValueError(f"{metric}: need results at two or more step counts for a steps curve")
+        raise UserError(f"{metric}: need results at two or more step counts for a steps curve")
     fig = go.Figure()
     colors = _colors(list(dict.fromkeys(part["method"])))
     facets = [c for c in ("model", "dataset") if c in part]
@@ -228,7 +229,7 @@ def write_report(
     from npnet.io import atomic_write_text
 
     if plotlyjs not in ("inline", "cdn"):
-        raise ValueError(
+        raise UserError(
             f"plotlyjs must be 'inline' (self-contained, works offline) or 'cdn', got {plotlyjs!r}"
         )
     out = Path(out_dir)

@@ -29,7 +29,10 @@ from pathlib import Path
 from huggingface_hub import constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "prompts"
+from npnet.errors import UserError
+from npnet.paths import ASSETS_DIR
+
+ASSETS = ASSETS_DIR / "prompts"
 PROMPT_COLUMNS = ("prompt", "prompts", "caption", "captions", "text", "sentence", "query")
 _HUB_ERRORS = (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError)
 _COMPBENCH = "https://raw.githubusercontent.com/Karine-Huang/T2I-CompBench/main/examples/dataset"
@@ -101,7 +104,7 @@ def resolve_prompts(
 ) -> PromptLoad:
     """Like ``load_prompts`` but also reports the source and how many entries were dropped."""
     if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+        raise UserError(f"limit must be a positive integer or None, got {limit!r}")
     text = str(spec)
     if text in PROMPT_SETS:
         prompt_set = PROMPT_SETS[text]
@@ -112,7 +115,7 @@ def resolve_prompts(
         name, _, file = text.partition("=")
         path = Path(file).expanduser()
         if not path.is_file():
-            raise ValueError(f"{text!r}: local file {path} for prompt set {name!r} does not exist")
+            raise UserError(f"{text!r}: local file {path} for prompt set {name!r} does not exist")
         raw, source = read_prompt_file(path, column), f"{name}: {path.resolve()}"
         limit = limit if limit is not None else PROMPT_SETS[name].limit
     elif text.startswith("hub:"):
@@ -121,7 +124,7 @@ def resolve_prompts(
         path = Path(text).expanduser()
         raw, source = read_prompt_file(path, column), str(path.resolve())
     else:
-        raise ValueError(
+        raise UserError(
             f"unknown prompt set or missing file {text!r}; use one of {', '.join(PROMPT_SETS)}, a local "
             ".txt/.csv/.json/.jsonl/.parquet file, or hub:owner/name:path-in-repo"
         )
@@ -133,7 +136,7 @@ def _clean(raw: Sequence[object], limit: int | None, source: str) -> PromptLoad:
     non_empty = [prompt for prompt in cleaned if prompt]
     unique = list(dict.fromkeys(non_empty))
     if not unique:
-        raise ValueError(f"{source} contains no non-empty prompts")
+        raise UserError(f"{source} contains no non-empty prompts")
     return PromptLoad(
         prompts=tuple(unique[:limit] if limit is not None else unique),
         source=source,
@@ -153,19 +156,19 @@ def read_prompt_file(path: Path, column: str | int | None = None) -> list[str]:
     if suffix == ".parquet":
         return _read_parquet(path, column)
     if suffix not in readers:
-        raise ValueError(
+        raise UserError(
             f"{path}: unsupported prompt file type {suffix!r}; use .txt, .csv, .json, .jsonl or .parquet"
         )
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text ({err}); re-save it as UTF-8") from err
+        raise UserError(f"{path}: not UTF-8 text ({err}); re-save it as UTF-8") from err
     return readers[suffix](text, column, path)
 
 
 def _read_txt(text: str, column, path: Path) -> list[str]:
     if column is not None:
-        raise ValueError(f"{path}: a .txt file has one prompt per line; drop the column option")
+        raise UserError(f"{path}: a .txt file has one prompt per line; drop the column option")
     return [line for line in text.splitlines() if not line.lstrip().startswith("#")]
 
 
@@ -174,11 +177,11 @@ def pick_column(columns: Sequence[str], column: str | int | None, where: str) ->
     names = [str(name).strip() for name in columns]
     if isinstance(column, int):
         if not 0 <= column < len(names):
-            raise ValueError(f"{where}: column index {column} out of range (columns: {names})")
+            raise UserError(f"{where}: column index {column} out of range (columns: {names})")
         return column
     if column is not None:
         if column not in names:
-            raise ValueError(f"{where}: no column {column!r}; columns are {names}")
+            raise UserError(f"{where}: no column {column!r}; columns are {names}")
         return names.index(column)
     lowered = [name.lower() for name in names]
     for candidate in PROMPT_COLUMNS:
@@ -186,13 +189,13 @@ def pick_column(columns: Sequence[str], column: str | int | None, where: str) ->
             return lowered.index(candidate)
     if len(names) == 1:
         return 0
-    raise ValueError(f"{where}: cannot tell which column holds the prompts ({names}); pass column=NAME")
+    raise UserError(f"{where}: cannot tell which column holds the prompts ({names}); pass column=NAME")
 
 
 def _read_csv(text: str, column, path: Path) -> list[str]:
     rows = list(csv.reader(io.StringIO(text)))
     if not rows:
-        raise ValueError(f"{path}: empty CSV file")
+        raise UserError(f"{path}: empty CSV file")
     header, body = rows[0], [row for row in rows[1:] if any(cell.strip() for cell in row)]
     index = pick_column(header, column, str(path))
     ragged = [n + 2 for n, row in enumerate(body) if len(row) != len(header)]
@@ -201,7 +204,7 @@ def _read_csv(text: str, column, path: Path) -> list[str]:
     loose = _read_indexed_lines(text, index)
     if loose is not None:
         return loose
-    raise ValueError(
+    raise UserError(
         f"{path}: malformed CSV — line(s) {ragged[:5]} have a different number of fields than the header "
         f"({len(header)}); quote fields that contain commas"
     )
@@ -236,15 +239,15 @@ def _read_indexed_lines(text: str, index: int) -> list[str] | None:
 def _from_records(records: list, column, where: str) -> list[str]:
     if all(isinstance(item, str) for item in records):
         if column is not None:
-            raise ValueError(f"{where}: entries are plain strings; drop the column option")
+            raise UserError(f"{where}: entries are plain strings; drop the column option")
         return records
     if not all(isinstance(item, dict) for item in records):
-        raise ValueError(f"{where}: expected a list of strings or of objects with a prompt field")
+        raise UserError(f"{where}: expected a list of strings or of objects with a prompt field")
     keys = list(dict.fromkeys(key for item in records for key in item))
     key = keys[pick_column(keys, column, where)]
     missing = [n for n, item in enumerate(records) if key not in item]
     if missing:
-        raise ValueError(f"{where}: entries {missing[:5]} have no {key!r} field")
+        raise UserError(f"{where}: entries {missing[:5]} have no {key!r} field")
     return [item[key] for item in records]
 
 
@@ -252,14 +255,14 @@ def _read_json(text: str, column, path: Path) -> list[str]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: invalid JSON ({err})") from err
+        raise UserError(f"{path}: invalid JSON ({err})") from err
     if isinstance(data, dict):
         lists = [key for key in ("prompts", "data", "items") if isinstance(data.get(key), list)]
         if not lists:
-            raise ValueError(f"{path}: a JSON object needs a 'prompts' (or 'data'/'items') list")
+            raise UserError(f"{path}: a JSON object needs a 'prompts' (or 'data'/'items') list")
         data = data[lists[0]]
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of prompts")
+        raise UserError(f"{path}: expected a JSON list of prompts")
     return _from_records(data, column, str(path))
 
 
@@ -270,7 +273,7 @@ def _read_jsonl(text: str, column, path: Path) -> list[str]:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: line {number} is not valid JSON ({err})") from err
+                raise UserError(f"{path}: line {number} is not valid JSON ({err})") from err
     return _from_records(records, column, str(path))
 
 
@@ -280,7 +283,7 @@ def _read_parquet(path: Path, column) -> list[str]:
     try:
         frame = pd.read_parquet(path)
     except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: cannot read parquet ({err})") from err
+        raise UserError(f"{path}: cannot read parquet ({err})") from err
     return frame.iloc[:, pick_column(list(frame.columns), column, str(path))].tolist()
 
 
@@ -306,10 +309,10 @@ def _hub_files(name: str, repo_id: str, patterns: Sequence[str], revision: str |
             snapshot_download(repo_id, repo_type="dataset", allow_patterns=list(patterns), revision=revision)
         )
     except _HUB_ERRORS as err:
-        raise ValueError(_offline_message(name, where, err)) from err
+        raise UserError(_offline_message(name, where, err)) from err
     files = sorted({path for pattern in patterns for path in root.glob(pattern) if path.is_file()})
     if not files:
-        raise ValueError(f"prompt set {name!r}: {where} matched no files")
+        raise UserError(f"prompt set {name!r}: {where} matched no files")
     return files
 
 
@@ -328,7 +331,7 @@ def _url_files(name: str, base: str, files: Sequence[str]) -> list[Path]:
                 with urllib.request.urlopen(url, timeout=30) as response:
                     atomic_write_bytes(path, response.read())
             except (OSError, urllib.error.URLError) as err:
-                raise ValueError(_offline_message(name, url, err)) from err
+                raise UserError(_offline_message(name, url, err)) from err
         paths.append(path)
     return paths
 
@@ -352,7 +355,7 @@ def _call_source(prompt_set: PromptSet) -> list[str]:
     try:
         source = getattr(importlib.import_module(module_name), function)
     except (ImportError, AttributeError) as err:
-        raise ValueError(
+        raise UserError(
             f"prompt set {prompt_set.name!r} needs {prompt_set.location}, which is unavailable: {err}"
         ) from err
     return list(source())
@@ -364,7 +367,7 @@ _HUB_SPEC = re.compile(r"^hub:(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<rev>[^:]+))?:(?P<
 def _load_hub_spec(spec: str, column) -> list[str]:
     match = _HUB_SPEC.match(spec)
     if not match:
-        raise ValueError(
+        raise UserError(
             f"bad hub spec {spec!r}; write hub:owner/name[@revision]:path-or-glob, e.g. hub:zhwang/HPDv2:test.json"
         )
     paths = _hub_files(spec, match["repo"], [match["files"]], match["rev"])

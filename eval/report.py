@@ -17,6 +17,7 @@ import pandas as pd
 from eval.benchmark import load_rows
 from eval.charts import report_figures, write_report
 from eval.stats import summarize
+from npnet.errors import UserError
 from npnet.io import atomic_write_text, atomic_write_with
 
 
@@ -36,13 +37,13 @@ def run_rows(run_dir: str | Path) -> pd.DataFrame:
     run_dir = Path(run_dir)
     manifest_path = run_dir / "manifest.json"
     if not manifest_path.exists():
-        raise ValueError(
+        raise UserError(
             f"{run_dir} is not a benchmark run (no manifest.json); run `python -m eval run` first"
         )
     manifest = json.loads(manifest_path.read_text())
     rows = load_rows(run_dir)
     if rows.empty:
-        raise ValueError(f"{run_dir} has no finished rows yet")
+        raise UserError(f"{run_dir} has no finished rows yet")
     prompts = manifest["config"]["prompts"]
     rows["dataset"] = prompts if isinstance(prompts, str) else "custom"
     rows["steps"] = manifest.get("settings", {}).get("steps", manifest["config"].get("steps"))

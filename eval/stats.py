@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from npnet.errors import UserError
+
 DEFAULT_GROUPS = ("model", "dataset", "steps")
 PAIRWISE_METRICS = ("mps",)
 SUMMARY_COLUMNS = [
@@ -72,7 +74,7 @@ def paired_stats(
     """Win/tie/loss counts, win rate with paired bootstrap CI, sign test and mean difference CI."""
     a, b = np.asarray(method_scores, dtype=float), np.asarray(baseline_scores, dtype=float)
     if a.shape != b.shape:
-        raise ValueError(f"paired scores need equal lengths, got {a.size} and {b.size}")
+        raise UserError(f"paired scores need equal lengths, got {a.size} and {b.size}")
     diff = a - b  # (n,)
     better = diff if higher_is_better else -diff
     wins, losses = int((better > 0).sum()), int((better < 0).sum())
@@ -123,13 +125,13 @@ def metric_direction(metric: str, overrides: dict[str, bool] | None = None) -> b
 def _check_rows(rows: pd.DataFrame, metrics: Sequence[str], pair_key: str, groups: list[str]) -> None:
     missing = [c for c in ("method", "seed", pair_key, *metrics) if c not in rows]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"rows lack column(s) {missing}; expected method, seed, prompt/prompt_index and metrics"
         )
     dup = rows.duplicated([*groups, "method", pair_key, "seed"])
     if dup.any():
         first = rows.loc[dup, [*groups, "method", pair_key, "seed"]].iloc[0].to_dict()
-        raise ValueError(f"{int(dup.sum())} duplicate sample rows, e.g. {first}; keep one row per sample")
+        raise UserError(f"{int(dup.sum())} duplicate sample rows, e.g. {first}; keep one row per sample")
 
 
 def summarize(
@@ -151,7 +153,7 @@ def summarize(
     """
     metrics = list(metrics) if metrics is not None else infer_metrics(rows)
     if not metrics:
-        raise ValueError("no metric columns to summarise; pass metrics=[...]")
+        raise UserError("no metric columns to summarise; pass metrics=[...]")
     groups = [c for c in (group_by if group_by is not None else DEFAULT_GROUPS) if c in rows]
     pair_key = "prompt_index" if "prompt_index" in rows else "prompt"
     _check_rows(rows, metrics, pair_key, groups)

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from npnet.errors import UserError
+
 REFERENCE = "standard"  # x_T
 LATENT_LABELS = {"standard": "x_T (standard)", "npnet": "golden (NPNet)", "inversion": "x'_T (inversion)"}
 
@@ -30,7 +32,7 @@ def _as_tensor(latent) -> torch.Tensor:
     if x.ndim == 3:
         x = x.unsqueeze(0)  # (1, C, h, w)
     if x.ndim != 4 or x.shape[1] != 4:
-        raise ValueError(f"expected a latent of shape (4, h, w) or (B, 4, h, w); got {tuple(x.shape)}")
+        raise UserError(f"expected a latent of shape (4, h, w) or (B, 4, h, w); got {tuple(x.shape)}")
     return x
 
 
@@ -81,7 +83,7 @@ def singular_vector_similarity(x, y) -> VectorSimilarity:
     """|cos(u_i(x), u_i(y))| and |cos(v_i(x), v_i(y))| after the 2hx2w rearrangement (Fig. 8)."""
     a, b = svd(x), svd(y)
     if a.u.shape != b.u.shape:
-        raise ValueError(f"latents differ in shape: {a.u.shape} vs {b.u.shape}; compare noises of one model")
+        raise UserError(f"latents differ in shape: {a.u.shape} vs {b.u.shape}; compare noises of one model")
     return VectorSimilarity(u=_abs_cos(a.u, b.u, axis=1), v=_abs_cos(a.vh, b.vh, axis=2))
 
 
@@ -108,7 +110,7 @@ def noise_stats(latent, reference=None) -> NoiseStats:
     x = _as_tensor(latent).numpy().ravel()
     ref = x if reference is None else _as_tensor(reference).numpy().ravel()
     if ref.shape != x.shape:
-        raise ValueError(f"reference has {ref.size} entries but the noise has {x.size}; use the same shape")
+        raise UserError(f"reference has {ref.size} entries but the noise has {x.size}; use the same shape")
     mean = float(x.mean())
     centred = x - mean
     var = float(np.mean(centred**2))
@@ -166,7 +168,7 @@ def residual_histogram(values, bins: int = 40) -> Histogram:
     """Histogram (density) of ``values`` with the zero-mean Gaussian of the same std for comparison."""
     v = _flat(values)
     if v.size == 0:
-        raise ValueError("cannot histogram an empty noise")
+        raise UserError("cannot histogram an empty noise")
     sigma = float(v.std())
     density, edges = np.histogram(v, bins=bins, density=True)
     centers = 0.5 * (edges[:-1] + edges[1:])
@@ -202,14 +204,14 @@ class NoiseAnalysis:
 def analyze_latents(latents: dict, reference: str = REFERENCE, bins: int = 40) -> NoiseAnalysis:
     """Fig. 8 similarities, spectra, residuals and statistics of each latent against ``reference``."""
     if reference not in latents:
-        raise ValueError(f"no {reference!r} latent to compare against; have {sorted(latents)}")
+        raise UserError(f"no {reference!r} latent to compare against; have {sorted(latents)}")
     ref = _as_tensor(latents[reference])[:1]  # (1, 4, h, w)
     others = [n for n in latents if n != reference]
     names = (reference, *others)
     tensors = {n: _as_tensor(latents[n])[:1] for n in names}  # each (1, 4, h, w)
     for n in others:
         if tensors[n].shape != ref.shape:
-            raise ValueError(f"latent {n!r} has shape {tuple(tensors[n].shape)}, x_T {tuple(ref.shape)}")
+            raise UserError(f"latent {n!r} has shape {tuple(tensors[n].shape)}, x_T {tuple(ref.shape)}")
     residuals = {n: (tensors[n] - ref)[0].numpy() for n in others}  # (4, h, w)
     return NoiseAnalysis(
         names=names,

@@ -26,6 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from npnet.errors import UserError
 from npnet.io import atomic_write_with
 from npnet.model import NPNET_PRESETS, NPNet, NPNetConfig, describe_text_width, models_for_text_width
 
@@ -74,7 +75,7 @@ def resolve_checkpoint(spec: str | os.PathLike, filename: str | None = None) -> 
         return _checkpoint_in_folder(path) if filename is None else _existing(path / filename)
     spec = str(spec)
     if spec.startswith(("/", "./", "../", "~")) or os.sep + os.sep in spec:
-        raise ValueError(f"NPNet checkpoint file {spec} does not exist")
+        raise UserError(f"NPNet checkpoint file {spec} does not exist")
     if filename is None and spec in HUB_CHECKPOINTS:
         entry = HUB_CHECKPOINTS[spec]
         return _download(entry.repo_id, entry.filename)
@@ -84,7 +85,7 @@ def resolve_checkpoint(spec: str | os.PathLike, filename: str | None = None) -> 
     if len(parts) > 2 and filename is None and spec.endswith(CHECKPOINT_SUFFIXES):
         return _download("/".join(parts[:2]), "/".join(parts[2:]))
     names = ", ".join(HUB_CHECKPOINTS)
-    raise ValueError(
+    raise UserError(
         f"NPNet checkpoint {spec!r} is neither a local file or folder, nor a known name ({names}), "
         "nor a hub id like 'owner/repo' with filename=... or 'owner/repo/file.safetensors'"
     )
@@ -92,7 +93,7 @@ def resolve_checkpoint(spec: str | os.PathLike, filename: str | None = None) -> 
 
 def _existing(path: Path) -> Path:
     if not path.is_file():
-        raise ValueError(f"NPNet checkpoint file {path} does not exist")
+        raise UserError(f"NPNet checkpoint file {path} does not exist")
     return path
 
 
@@ -103,7 +104,7 @@ def _checkpoint_in_folder(folder: Path) -> Path:
     found = sorted(p for p in folder.iterdir() if p.suffix in CHECKPOINT_SUFFIXES)
     if len(found) == 1:
         return found[0]
-    raise ValueError(
+    raise UserError(
         f"folder {folder} holds {len(found)} checkpoint files ({[p.name for p in found]}); "
         "pass the file itself or filename=..."
     )
@@ -116,13 +117,13 @@ def _download(repo_id: str, filename: str) -> Path:
     try:
         return Path(hf_hub_download(repo_id, filename))
     except LocalEntryNotFoundError as err:
-        raise ValueError(
+        raise UserError(
             f"NPNet checkpoint {repo_id}/{filename} is not in the local cache and the hub cannot be reached "
             f"(HF_HUB_OFFLINE or no network). Download it where the hub is reachable with "
             f"`huggingface-cli download {repo_id} {filename}`, or pass a local path."
         ) from err
     except RepositoryNotFoundError as err:
-        raise ValueError(f"hub repository {repo_id!r} does not exist or is private") from err
+        raise UserError(f"hub repository {repo_id!r} does not exist or is private") from err
     except EntryNotFoundError:
         return _raise_listing(repo_id, filename)
 
@@ -134,12 +135,12 @@ def _raise_listing(repo_id: str, filename: str | None) -> Path:
         files = [f for f in list_repo_files(repo_id) if f.endswith(CHECKPOINT_SUFFIXES)]
     except Exception as err:  # offline or unreachable: say what we know
         known = [f"{k} -> {v.filename}" for k, v in HUB_CHECKPOINTS.items() if v.repo_id == repo_id]
-        raise ValueError(
+        raise UserError(
             f"cannot list {repo_id!r} ({type(err).__name__}); known files: {known or 'none'}. "
             "Pass filename=... or a local path"
         ) from err
     missing = f"{filename!r} is not in" if filename else "choose a checkpoint file from"
-    raise ValueError(f"{missing} {repo_id}: found {files}")
+    raise UserError(f"{missing} {repo_id}: found {files}")
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -147,10 +148,10 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     """Safely read any layout into (flat state dict, metadata); errors name the file."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"NPNet checkpoint file {path} does not exist")
+        raise UserError(f"NPNet checkpoint file {path} does not exist")
     raw, meta = _read_safetensors(path) if path.suffix == ".safetensors" else _read_pickle(path)
     if not isinstance(raw, dict):
-        raise ValueError(f"{path} holds a {type(raw).__name__}, not an NPNet state dict")
+        raise UserError(f"{path} holds a {type(raw).__name__}, not an NPNet state dict")
     return _flatten(raw, meta), meta
 
 
@@ -160,7 +161,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             meta = dict(handle.metadata() or {})
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
     except Exception as err:
-        raise ValueError(f"{path} is not a readable safetensors file (corrupt or truncated?): {err}") from err
+        raise UserError(f"{path} is not a readable safetensors file (corrupt or truncated?): {err}") from err
     if "npnet_config" in meta:
         meta["npnet_config"] = json.loads(meta["npnet_config"])
     return tensors, meta
@@ -170,12 +171,12 @@ def _read_pickle(path: Path) -> tuple[Any, dict[str, Any]]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ValueError(
+        raise UserError(
             f"{path} contains objects other than tensors and plain containers; refusing to "
             f"unpickle it (weights_only=True): {err}"
         ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        raise ValueError(
+        raise UserError(
             f"{path} is not a readable PyTorch checkpoint (corrupt or truncated?): {err}"
         ) from err
     meta = {}
@@ -196,7 +197,7 @@ def _flatten(raw: dict[str, Any], meta: dict[str, Any]) -> dict[str, torch.Tenso
         elif isinstance(value, (int, float)) and top in ("alpha", "beta"):
             flat[top] = torch.tensor([float(value)])
         elif key != "npnet_config":
-            raise ValueError(f"unexpected entry {key!r} of type {type(value).__name__} in the checkpoint")
+            raise UserError(f"unexpected entry {key!r} of type {type(value).__name__} in the checkpoint")
     for name in ("alpha", "beta"):
         if name in flat:
             flat[name] = flat[name].reshape(1).float()
@@ -209,13 +210,13 @@ def infer_config(flat: dict[str, torch.Tensor], meta: dict[str, Any] | None = No
     if meta and meta.get("npnet_config"):
         return NPNetConfig.from_dict(meta["npnet_config"])
     if "embeeding.linear.weight" not in flat:
-        raise ValueError(
+        raise UserError(
             "no text embedding weights (embeeding.linear.weight) found: not an NPNet checkpoint; "
             f"keys start with {sorted({k.split('.')[0] for k in flat})}"
         )
     in_features = flat["embeeding.linear.weight"].shape[1]
     if in_features % 77:
-        raise ValueError(
+        raise UserError(
             f"text embedding input {in_features} is not 77 x text width: not an NPNet checkpoint"
         )
     fields: dict[str, Any] = {"text_dim": in_features // 77}
@@ -297,7 +298,7 @@ def check_family(
         expect = NPNET_PRESETS[expect]
     want = expect if isinstance(expect, int) else expect.text_dim
     if config.text_dim != want:
-        raise ValueError(
+        raise UserError(
             f"{source}: text embedding is {config.text_len}x{config.text_dim}: this is "
             f"{describe_text_width(config.text_dim)}; the chosen model needs the NPNet of "
             f"{models_for_text_width(want)}. Choose a matching model or NPNet checkpoint"
@@ -314,7 +315,7 @@ def _load_validated(net: NPNet, flat: dict[str, torch.Tensor], path: Path) -> No
         if k in flat and flat[k].shape != v.shape
     ]
     if missing or unexpected or wrong:
-        raise ValueError(
+        raise UserError(
             f"{path} does not match the NPNet architecture {net.config}: "
             f"missing keys {_few(missing)}; unexpected keys {_few(unexpected)}; "
             f"wrong shapes {_few(wrong)}"

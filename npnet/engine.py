@@ -38,6 +38,7 @@ from npnet.diffusion.sampling import (
     with_scheduler,
 )
 from npnet.diffusion.schedulers import check_scheduler_name
+from npnet.errors import UserError
 
 METHODS = ("standard", "npnet", "inversion")
 TINY_RANDOM_NPNET = "tiny-random(seed=0)"  # presets without a checkpoint (tiny-*) get a seeded random NPNet
@@ -92,16 +93,16 @@ class LoadedModel:
 def _methods(methods) -> tuple[str, ...]:
     items = tuple(m.strip() for m in methods.split(",")) if isinstance(methods, str) else tuple(methods)
     if not items:
-        raise ValueError(f"no methods given; choose from {', '.join(METHODS)}")
+        raise UserError(f"no methods given; choose from {', '.join(METHODS)}")
     unknown = [m for m in items if m not in METHODS]
     if unknown or len(set(items)) != len(items):
-        raise ValueError(f"methods {list(items)} must be distinct names from {', '.join(METHODS)}")
+        raise UserError(f"methods {list(items)} must be distinct names from {', '.join(METHODS)}")
     return items
 
 
 def _positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        raise UserError(f"{name} must be a positive integer; got {value!r}")
     return value
 
 
@@ -112,7 +113,7 @@ def _scale(name: str, value) -> float:
         or not math.isfinite(value)
         or value < 0
     ):
-        raise ValueError(f"{name} must be a finite number >= 0 (diffusers CFG convention); got {value!r}")
+        raise UserError(f"{name} must be a finite number >= 0 (diffusers CFG convention); got {value!r}")
     return float(value)
 
 
@@ -140,11 +141,11 @@ def resolve_sampling(
     """The sampling settings with the preset's defaults filled in, validated (ValueError saying the fix)."""
     width, height = check_size(_default(width, preset.width), _default(height, preset.height), preset.size_multiple)
     if redenoise_mode not in REDENOISE_MODES:
-        raise ValueError(f"unknown redenoise_mode {redenoise_mode!r}; choose {', '.join(REDENOISE_MODES)}")
+        raise UserError(f"unknown redenoise_mode {redenoise_mode!r}; choose {', '.join(REDENOISE_MODES)}")
     methods = _methods(methods)
     redenoise_steps = _positive_int("redenoise_steps", redenoise_steps or preset.collect_steps)
     if "inversion" in methods and redenoise_steps < 2:
-        raise ValueError(f"the inversion method needs redenoise_steps >= 2; got {redenoise_steps}")
+        raise UserError(f"the inversion method needs redenoise_steps >= 2; got {redenoise_steps}")
     return {
         "model": preset.name,
         "family": preset.family,
@@ -167,7 +168,7 @@ def resolve_settings(request: GenerationRequest, preset: ModelPreset) -> dict[st
     """A request's full settings: prompt and seed checked, sampling settings from ``resolve_sampling``."""
     check_prompt(request.prompt)
     if isinstance(request.seed, bool) or not isinstance(request.seed, int) or not 0 <= request.seed < 2**63:
-        raise ValueError(f"seed must be an integer in [0, 2**63); got {request.seed!r}")
+        raise UserError(f"seed must be an integer in [0, 2**63); got {request.seed!r}")
     sampling = resolve_sampling(
         preset,
         steps=request.steps,

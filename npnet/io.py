@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from npnet.errors import UserError
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
@@ -102,7 +104,7 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
         except json.JSONDecodeError:
             if n == len(lines) - 1:  # no newline after it: the append never finished; redone on resume
                 return
-            raise ValueError(f"{path}:{n + 1} is not valid JSON (the file is corrupt)") from None
+            raise UserError(f"{path}:{n + 1} is not valid JSON (the file is corrupt)") from None
 
 
 def dist_rank_world() -> tuple[int, int]:
@@ -113,7 +115,7 @@ def dist_rank_world() -> tuple[int, int]:
 def shard(items: Iterable[Any], rank: int, world: int) -> Iterator[tuple[int, Any]]:
     """Deterministic split by global index: process ``rank`` gets indices ``rank, rank+world, ...``."""
     if not 0 <= rank < world:
-        raise ValueError(f"rank {rank} is outside a world of {world} processes")
+        raise UserError(f"rank {rank} is outside a world of {world} processes")
     for index, item in enumerate(items):
         if index % world == rank:
             yield index, item

@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 from npnet.diffusion.loading import unavailable_reason
 from npnet.diffusion.presets import MODEL_PRESETS, hub_offline
+from npnet.errors import UserError
 from npnet.paths import PROJECT_ROOT
 
 OFFLINE_FALLBACK = "tiny-sdxl"
@@ -45,11 +46,11 @@ class LaunchConfig:
 
     def __post_init__(self):
         if self.cache_examples not in CACHE_MODES:
-            raise ValueError(f"cache_examples must be one of {', '.join(CACHE_MODES)}")
+            raise UserError(f"cache_examples must be one of {', '.join(CACHE_MODES)}")
         if self.queue_size < 1 or self.max_seeds < 1 or self.max_upload_mb < 1:
-            raise ValueError("queue_size, max_seeds and max_upload_mb must be >= 1")
+            raise UserError("queue_size, max_seeds and max_upload_mb must be >= 1")
         if self.max_eval_prompts is not None and self.max_eval_prompts < 1:
-            raise ValueError("max_eval_prompts must be >= 1")
+            raise UserError("max_eval_prompts must be >= 1")
 
     @property
     def on_spaces(self) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from npnet.errors import UserError
 from studio.service import StudioService
 
 PROMPT_FILE_SUFFIXES = (".txt", ".csv", ".json", ".jsonl", ".parquet")
@@ -62,9 +63,9 @@ def check_prompt_file(path: str, max_mb: int = MAX_PROMPT_FILE_MB) -> Path:
     """An uploaded prompt file with a supported suffix and a sane size."""
     file = Path(path)
     if file.suffix.lower() not in PROMPT_FILE_SUFFIXES:
-        raise ValueError(f"{file.name}: upload prompts as {', '.join(PROMPT_FILE_SUFFIXES)}")
+        raise UserError(f"{file.name}: upload prompts as {', '.join(PROMPT_FILE_SUFFIXES)}")
     if file.stat().st_size > max_mb * 2**20:
-        raise ValueError(f"{file.name} is larger than {max_mb} MB; upload a smaller prompt file")
+        raise UserError(f"{file.name} is larger than {max_mb} MB; upload a smaller prompt file")
     return file
 
 
@@ -76,10 +77,10 @@ def parse_seeds(text: str) -> tuple[int, ...]:
             continue
         low, sep, high = part.partition("-")
         if not low.isdigit() or (sep and not high.isdigit()):
-            raise ValueError(f"seeds {text!r}: write non-negative integers like '0,1,2' or a range '0-7'")
+            raise UserError(f"seeds {text!r}: write non-negative integers like '0,1,2' or a range '0-7'")
         seeds.extend(range(int(low), int(high) + 1) if sep else [int(low)])
     if not seeds:
-        raise ValueError("give at least one seed, e.g. '0' or '0,1'")
+        raise UserError("give at least one seed, e.g. '0' or '0,1'")
     return tuple(dict.fromkeys(seeds))
 
 
@@ -112,7 +113,7 @@ def config_for(service: StudioService, fields: dict[str, Any], out: Path):
     known = {f.name for f in dataclasses.fields(BenchmarkConfig)}
     extra = sorted(set(fields) - known)
     if extra:
-        raise ValueError(f"unknown evaluation settings {extra}")
+        raise UserError(f"unknown evaluation settings {extra}")
     return BenchmarkConfig(
         **{**fields, "out": str(out), "device": str(service.engine.device), "offline": service.offline}
     )
@@ -122,7 +123,7 @@ def config_from_run(service: StudioService, run_dir: str):
     """The BenchmarkConfig stored in a run directory's manifest (to resume it)."""
     path = Path(run_dir) / "manifest.json"
     if not path.is_file():
-        raise ValueError(f"{run_dir} is not an evaluation run (no manifest.json); pick one from the list")
+        raise UserError(f"{run_dir} is not an evaluation run (no manifest.json); pick one from the list")
     stored = json.loads(path.read_text())["config"]
     for key in ("seeds", "methods", "metrics"):
         stored[key] = tuple(stored[key])
@@ -195,7 +196,7 @@ def run_evaluation(
         return stopped_early(result.run_dir, note)
     if rows.empty or len(errors) == len(rows):
         first = errors.iloc[0] if len(errors) else "no samples were run"
-        raise ValueError(f"the evaluation produced no scores: {first}")
+        raise UserError(f"the evaluation produced no scores: {first}")
     report = build_report(result.run_dir)
     downloads = [report.csv_path, report.rows_csv_path, report.parquet_path, report.html_path]
     summary = report.summary[[c for c in SUMMARY_COLUMNS if c in report.summary]].round(4)

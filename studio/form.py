@@ -11,19 +11,20 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from npnet.engine import GenerationRequest
+from npnet.errors import UserError
 from studio.service import StudioService
 
 
 def whole_number(name: str, value: Any, low: int = 0) -> int:
     """A form value that must be a whole number >= ``low`` (Gradio sends floats); ValueError saying the fix."""
     if value is None or value == "" or isinstance(value, bool):
-        raise ValueError(f"{name} is empty; enter a whole number")
+        raise UserError(f"{name} is empty; enter a whole number")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a whole number; got {value!r}") from None
+        raise UserError(f"{name} must be a whole number; got {value!r}") from None
     if not math.isfinite(number) or number != int(number) or number < low:
-        raise ValueError(f"{name} must be a whole number >= {low}; got {value}")
+        raise UserError(f"{name} must be a whole number >= {low}; got {value}")
     return int(number)
 
 
@@ -56,12 +57,12 @@ class GenerateForm:
     def request(self, service: StudioService, methods) -> GenerationRequest:
         """Validate the form and build the request (ValueError with the fix on bad input)."""
         if not isinstance(self.prompt, str) or not self.prompt.strip():
-            raise ValueError("the prompt is empty: describe the image you want, e.g. 'a red circle'")
+            raise UserError("the prompt is empty: describe the image you want, e.g. 'a red circle'")
         models = service.models()
         if self.model not in models:
-            raise ValueError(f"model {self.model!r} is not available here; choose one of {', '.join(models)}")
+            raise UserError(f"model {self.model!r} is not available here; choose one of {', '.join(models)}")
         if not methods:
-            raise ValueError("choose at least one method (standard, npnet, inversion) under Advanced options")
+            raise UserError("choose at least one method (standard, npnet, inversion) under Advanced options")
         return GenerationRequest(
             model=self.model,
             prompt=self.prompt.strip(),
@@ -86,7 +87,7 @@ def _number(name: str, value: Any) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number; got {value!r}") from None
+        raise UserError(f"{name} must be a number; got {value!r}") from None
     if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number; got {value}")
+        raise UserError(f"{name} must be a finite number; got {value}")
     return number

@@ -17,6 +17,7 @@ from typing import Any
 
 from npnet.diffusion.presets import MODEL_PRESETS, get_model_preset
 from npnet.engine import METHODS, GenerationRequest, GenerationResult, GoldenNoiseService
+from npnet.errors import UserError
 from npnet.io import versions
 from studio.config import LaunchConfig, default_model, resolve_offline
 from studio.tempfiles import TempFiles
@@ -140,7 +141,7 @@ class StudioService:
         """Generate every requested method from one seed, score the images and write the download bundle."""
         unknown = [m for m in request.methods if m not in METHODS]
         if unknown or not request.methods:
-            raise ValueError(f"choose at least one method from {', '.join(METHODS)}")
+            raise UserError(f"choose at least one method from {', '.join(METHODS)}")
         result = self.engine.generate(request)
         pair = Pair(result)
         self.score_pair(pair, metrics)

@@ -18,6 +18,7 @@ from typing import Any
 from eval.training_plots import loss_figure
 from npnet.checkpoints import save_npnet
 from npnet.data.collect import CollectConfig, collect
+from npnet.errors import UserError
 from npnet.training.state import read_step_losses
 from npnet.training.train import TrainConfig, train
 from studio.service import StudioService
@@ -65,9 +66,9 @@ def collect_npd(
 ):
     """Alg. 1 on the app's engine: x_T, x'_T (re-denoise), both images scored; every sample recorded."""
     if not prompts:
-        raise ValueError("give at least one prompt to collect noise pairs for")
+        raise UserError("give at least one prompt to collect noise pairs for")
     if seeds_per_prompt < 1 or len(prompts) * seeds_per_prompt < 4:
-        raise ValueError("collect at least 4 pairs (prompts x seeds per prompt) so a validation split exists")
+        raise UserError("collect at least 4 pairs (prompts x seeds per prompt) so a validation split exists")
     config = CollectConfig(
         model=model, out=str(out), seeds_per_prompt=seeds_per_prompt, steps=steps, margin=margin, scorer_name=scorer
     )

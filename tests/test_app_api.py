@@ -1,7 +1,9 @@
 """The app's named API (gradio_client) against a running app on the offline default, plus its pure helpers."""
 
 import json
+import re
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +11,10 @@ from devserver import running_app
 from PIL import Image
 
 from npnet.checkpoints import load_npnet, save_npnet
-from studio.config import LaunchConfig, build_parser, config_from_args, default_model, micro_available
+from studio.config import LaunchConfig, build_parser, config_from_args, default_model
+
+ROOT = Path(__file__).resolve().parents[1]
+MICRO_FILES = ("assets/micro/generator/model_index.json", "assets/micro/npnet.safetensors")
 
 
 def _pixels(path: str) -> np.ndarray:
@@ -49,8 +54,23 @@ def _generate(client, model, prompt="a red circle", seed=5, width=64, height=64,
 
 
 def test_offline_default_model_is_served(model):
-    assert model == default_model(offline=True, has_gpu=False)
-    assert model == ("micro" if micro_available() else "tiny-sdxl")
+    """The running app's default follows the disk: the micro world iff its generator and NPNet ship."""
+    shipped = all((ROOT / rel).is_file() for rel in MICRO_FILES)
+    assert model == ("micro" if shipped else "tiny-sdxl")
+
+
+@pytest.mark.parametrize("present", [(), MICRO_FILES[:1], MICRO_FILES[1:], MICRO_FILES])
+def test_default_model_needs_both_micro_files_offline_and_sdxl_online_on_gpu(monkeypatch, tmp_path, present):
+    import npnet.paths
+
+    for rel in present:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    monkeypatch.setattr(npnet.paths, "PROJECT_ROOT", tmp_path)  # a checkout holding only ``present``
+    offline_default = "micro" if present == MICRO_FILES else "tiny-sdxl"
+    for offline, has_gpu in [(True, False), (True, True), (False, False)]:
+        assert default_model(offline=offline, has_gpu=has_gpu) == offline_default
+    assert default_model(offline=False, has_gpu=True) == "sdxl"
 
 
 def test_generate_pair_differs_and_same_seed_repeats(client, model):
@@ -216,7 +236,6 @@ def test_launch_flags_and_shared_gating():
 
 
 def test_form_helpers():
-    from studio.errors import OOM_HINT, to_gr_error
     from studio.evaluation import check_prompt_file, parse_seeds
     from studio.render import aspect_size
 
@@ -227,10 +246,45 @@ def test_form_helpers():
         check_prompt_file(__file__)
     with pytest.raises(ValueError, match="seeds"):
         parse_seeds("-1")
+
+
+def test_out_of_memory_tells_the_user_what_to_change():
+    """An out-of-memory handler shows a hint (not the raw error) whose size and flags the app accepts."""
+    import gradio as gr
     import torch
 
-    assert to_gr_error(torch.OutOfMemoryError("CUDA out of memory")).message == OOM_HINT
-    assert "smaller size" in OOM_HINT and "offload" in OOM_HINT
+    from npnet.diffusion.presets import get_model_preset
+    from studio.errors import user_errors
+
+    @user_errors
+    def handler():
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    @user_errors
+    def streaming_handler():
+        yield "first update"
+        raise RuntimeError("CUDA error: out of memory")  # older torch: a plain RuntimeError
+
+    with pytest.raises(gr.Error) as caught:
+        handler()
+    message = caught.value.message
+    with pytest.raises(gr.Error) as caught_streaming:
+        list(streaming_handler())
+    assert caught_streaming.value.message == message
+    assert "Tried to allocate" not in message
+    sdxl = get_model_preset("sdxl")
+    sizes = [(int(w), int(h)) for w, h in re.findall(r"(\d+)x(\d+)", message)]
+    assert sizes and all(w % 8 == 0 and h % 8 == 0 and w * h < sdxl.width * sdxl.height for w, h in sizes)
+    words = message.replace(",", " ").replace("(", " ").split()
+    parser = build_parser()
+    suggested = [i for i, w in enumerate(words) if w.startswith("--")]
+    assert len(suggested) >= 2  # e.g. model CPU offload and a lower precision
+    for i in suggested:
+        action = parser._option_string_actions.get(words[i])
+        assert action is not None, f"the hint suggests {words[i]}, which the app does not accept"
+        argv = [words[i]] if action.nargs == 0 else words[i : i + 2]
+        args = parser.parse_args(argv)  # a SystemExit here: the suggested value is not accepted
+        assert getattr(args, action.dest) != action.default, f"{argv} changes nothing"
 
 
 def test_gpu_decorator_uses_spaces_when_importable(monkeypatch):

@@ -2,15 +2,20 @@
 
 import argparse
 import dataclasses
+import json
 
 import pytest
 import torch
+from diffusers import DDIMScheduler
 
 from cli.collect import add_arguments, main
 from eval.metrics import get_scorer
 from npnet.data.collect import CollectConfig, collect, sample_plan
 from npnet.data.dataset import NoisePairDataset, read_manifest, read_shard_rows
+from npnet.diffusion.redenoise import redenoise_trace
+from npnet.diffusion.sampling import encode_prompt
 from npnet.engine import GenerationRequest, GoldenNoiseService
+from npnet.worlds.tiny import build_tiny_sdxl
 
 PROMPTS = ["a red cube on a table", "a blue ball", "a green tree at night", "a yellow car"]
 
@@ -43,35 +48,54 @@ def _files(folder):
     return (folder / "manifest.jsonl").read_text().splitlines(), shards
 
 
-def test_collects_16_pairs_end_to_end(reference, service):
+def test_collects_16_pairs_end_to_end(reference):
     rows = read_manifest(reference)
     assert [r["index"] for r in rows] == list(range(16)) and len(list((reference / "shards").iterdir())) == 4
     for p in range(4):
         seeds = [r["seed"] for r in rows if r["prompt_index"] == p]
         assert len(set(seeds)) == 4 and all(0 <= s <= 1024 for s in seeds)  # the paper's seed range
     assert [r["seed"] for r in rows] == [s.seed for s in sample_plan(PROMPTS, 4)]
+    settings = json.loads((reference / "config.json").read_text())
+    assert (settings["steps"], settings["scheduler"], settings["inversion_cfg"]) == (2, "ddim", 1.0)
+    assert (settings["width"], settings["height"], settings["margin"]) == (64, 64, 0.0)
     row = rows[6]
-    data = NoisePairDataset(reference, select=False)
-    x, xp, emb = data[6]
-    request = GenerationRequest(
-        model="tiny-sdxl",
-        prompt=row["prompt"],
-        seed=row["seed"],
-        steps=2,
-        scheduler="ddim",
-        methods=("standard", "inversion"),
-        inversion_guidance_scale=1.0,
-        redenoise_steps=2,
-    )
-    again = service.generate(request)  # Alg. 1 recomputed for one sample
-    torch.testing.assert_close(x, again.latents["standard"][0].half().float(), rtol=0, atol=0)
-    torch.testing.assert_close(xp, again.latents["inversion"][0].half().float(), rtol=0, atol=1e-3)
-    torch.testing.assert_close(emb, again.prompt_embeds[0].half().float(), rtol=0, atol=1e-3)
-    scores = get_scorer("toy-brightness")(
-        [again.images["standard"], again.images["inversion"]], [row["prompt"]] * 2
-    )
-    assert [row["score_standard"], row["score_inversion"]] == pytest.approx(scores.tolist(), abs=1e-5)
+    x, xp, emb = NoisePairDataset(reference, select=False)[6]
     assert not torch.equal(x, xp)  # re-denoise sampling changed the noise
+
+    # Alg. 1 for this sample, computed here from the tiny pipeline and plain diffusers calls
+    seed, prompt, cfg = row["seed"], row["prompt"], settings["cfg"]
+    pipe = build_tiny_sdxl()
+    pipe.set_progress_bar_config(disable=True)
+    x_T = torch.randn((1, 4, 8, 8), generator=torch.Generator("cpu").manual_seed(seed))
+    x_prime = redenoise_trace(pipe, x_T, encode_prompt(pipe, prompt), steps=2, guidance_scale=cfg,
+                              inversion_guidance_scale=1.0).x_prime  # fmt: skip
+    with torch.inference_mode():
+        cond, uncond, pooled, pooled_uncond = pipe.encode_prompt(prompt, device="cpu")
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    # x_0 and x'_0 from one call on the batch (x_T, x'_T), as collected: a batch of one gives float32
+    # latents ~1e-5 apart (batch-size dependent reductions), which can move a pixel by one level
+    with torch.inference_mode():
+        images = pipe(
+            prompt_embeds=cond.repeat(2, 1, 1),
+            negative_prompt_embeds=uncond.repeat(2, 1, 1),
+            pooled_prompt_embeds=pooled.repeat(2, 1),
+            negative_pooled_prompt_embeds=pooled_uncond.repeat(2, 1),
+            latents=torch.cat([x_T, x_prime]),  # (2, 4, 8, 8)
+            num_inference_steps=2,
+            guidance_scale=cfg,
+            width=64,
+            height=64,
+            generator=[torch.Generator("cpu").manual_seed(seed) for _ in range(2)],
+            output_type="pil",
+        ).images
+    s0, s0_prime = get_scorer("toy-brightness")(images, [prompt] * 2).tolist()
+
+    torch.testing.assert_close(x, x_T[0].half().float(), rtol=0, atol=0)  # the shard stores float16
+    for stored, computed in ((xp, x_prime[0]), (emb, cond[0])):  # within float16 rounding of float32
+        torch.testing.assert_close(stored, computed, rtol=2**-11, atol=2**-24)
+    # one pixel level moves a toy-brightness score by >= 1e-7: the images are the collected ones
+    assert [row["score_standard"], row["score_inversion"]] == pytest.approx([s0, s0_prime], rel=0, abs=1e-9)
+    assert row["kept"] == (s0 + settings["margin"] < s0_prime)
 
 
 def test_selection_keeps_exactly_the_rows_meeting_the_margin(reference):

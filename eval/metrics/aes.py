@@ -20,6 +20,7 @@ from torch import nn
 from eval.metrics.base import Scorer
 from eval.metrics.hf_clip import image_embeds, load_clip_model, load_clip_processor
 from eval.metrics.hub import resolve_file
+from npnet.errors import UserError
 
 AES_BACKBONE = "openai/clip-vit-large-patch14"
 AES_MLP_REPO = "camenduru/improved-aesthetic-predictor"
@@ -52,15 +53,15 @@ def load_aesthetic_mlp(path: Path) -> AestheticMLP:
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict) or not state:
-        raise ValueError(f"AES MLP file {path} does not hold a state dict")
+        raise UserError(f"AES MLP file {path} does not hold a state dict")
     state = {(key if key.startswith("layers.") else f"layers.{key}"): value for key, value in state.items()}
     if "layers.0.weight" not in state:
-        raise ValueError(f"AES MLP file {path} has no first Linear layer (keys: {sorted(state)[:6]})")
+        raise UserError(f"AES MLP file {path} has no first Linear layer (keys: {sorted(state)[:6]})")
     mlp = AestheticMLP(in_dim=int(state["layers.0.weight"].shape[1]))
     try:
         mlp.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise ValueError(f"AES MLP file {path} does not match the LAION head: {err}") from err
+        raise UserError(f"AES MLP file {path} does not match the LAION head: {err}") from err
     return mlp
 
 
@@ -100,7 +101,7 @@ class AestheticScorer(Scorer):
         )
         width = self.clip.config.projection_dim
         if self.mlp.layers[0].in_features != width:
-            raise ValueError(
+            raise UserError(
                 f"AES MLP expects {self.mlp.layers[0].in_features}-d embeddings but the backbone gives {width}"
             )
 

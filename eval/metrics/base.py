@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from npnet.errors import UserError
+
 
 def _as_pil(image: object, index: int) -> Image.Image:
     """Accept a PIL image or an (H, W, 3) uint8 array; return an RGB PIL image."""
@@ -23,7 +25,7 @@ def _as_pil(image: object, index: int) -> Image.Image:
         return image if image.mode == "RGB" else image.convert("RGB")
     if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[-1] == 3 and image.dtype == np.uint8:
         return Image.fromarray(image, mode="RGB")
-    raise ValueError(
+    raise UserError(
         f"image {index} is a {type(image).__name__}; scorers take PIL images "
         "(or (H, W, 3) uint8 numpy arrays) — convert tensors with torchvision.transforms.functional.to_pil_image"
     )
@@ -32,19 +34,19 @@ def _as_pil(image: object, index: int) -> Image.Image:
 def check_inputs(images: Sequence[object], prompts: Sequence[str]) -> tuple[list[Image.Image], list[str]]:
     """Validate a batch: same length, non-empty, PIL images and string prompts."""
     if isinstance(prompts, str):
-        raise ValueError("prompts must be a list of strings (one per image), not a single string")
+        raise UserError("prompts must be a list of strings (one per image), not a single string")
     images, prompts = list(images), list(prompts)
     if len(images) != len(prompts):
-        raise ValueError(f"got {len(images)} images but {len(prompts)} prompts; pass one prompt per image")
+        raise UserError(f"got {len(images)} images but {len(prompts)} prompts; pass one prompt per image")
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
-            raise ValueError(f"prompt {i} is a {type(prompt).__name__}; prompts must be strings")
+            raise UserError(f"prompt {i} is a {type(prompt).__name__}; prompts must be strings")
     return [_as_pil(image, i) for i, image in enumerate(images)], prompts
 
 
 def check_batch_size(batch_size: int) -> int:
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
     return batch_size
 
 
@@ -68,7 +70,7 @@ class Scorer(ABC):
         batch_size: int = 8,
     ) -> None:
         if not isinstance(dtype, torch.dtype):
-            raise ValueError(f"dtype must be a torch.dtype (e.g. torch.float16), got {dtype!r}")
+            raise UserError(f"dtype must be a torch.dtype (e.g. torch.float16), got {dtype!r}")
         self.device = torch.device(device)
         self.dtype = dtype
         self.batch_size = check_batch_size(batch_size)
@@ -136,7 +138,7 @@ class PairwiseScorer(Scorer):
     ) -> torch.Tensor:
         """P(a preferred over b) for each pair; float32 CPU tensor of shape (B,)."""
         if len(images_a) != len(images_b):
-            raise ValueError(
+            raise UserError(
                 f"compare needs equal-length lists, got {len(images_a)} and {len(images_b)} images"
             )
         scores_a = self.score(images_a, prompts)  # (B,)

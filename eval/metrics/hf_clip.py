@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from eval.metrics.hub import resolve_dir
+from npnet.errors import UserError
 
 
 def load_clip_model(source: str | Path, *, what: str, device, dtype, cache_dir=None):
@@ -21,10 +22,10 @@ def load_clip_model(source: str | Path, *, what: str, device, dtype, cache_dir=N
             local, dtype=dtype, local_files_only=True, output_loading_info=True
         )
     except (OSError, ValueError) as err:
-        raise ValueError(f"{what}: could not load a CLIP model from {local}: {err}") from err
+        raise UserError(f"{what}: could not load a CLIP model from {local}: {err}") from err
     missing = [key for key in info.get("missing_keys", ()) if not key.endswith("position_ids")]
     if missing or info.get("mismatched_keys"):
-        raise ValueError(
+        raise UserError(
             f"{what}: weights in {local} do not fit CLIPModel (missing {sorted(missing)[:5]}, "
             f"mismatched {list(info.get('mismatched_keys', ()))[:5]})"
         )
@@ -39,7 +40,7 @@ def load_clip_processor(source: str | Path, *, what: str, cache_dir=None):
     try:
         return CLIPProcessor.from_pretrained(local, local_files_only=True)
     except (OSError, ValueError, TypeError) as err:
-        raise ValueError(
+        raise UserError(
             f"{what}: {local} is not a CLIP processor directory (needs preprocessor_config.json and "
             f"tokenizer files): {err}"
         ) from err

@@ -21,6 +21,7 @@ from PIL import Image
 from eval.metrics.base import Scorer
 from eval.metrics.clip_utils import resize_max_size, to_normalized_tensor
 from eval.metrics.hub import resolve_file
+from npnet.errors import UserError
 
 HPS_REPO = "xswu/HPSv2"
 HPS_FILES = {"v2.0": "HPS_v2_compressed.pt", "v2.1": "HPS_v2.1_compressed.pt"}
@@ -45,7 +46,7 @@ class HPSv2Scorer(Scorer):
     ) -> None:
         super().__init__(device, dtype, batch_size)
         if version not in HPS_FILES:
-            raise ValueError(f"unknown HPS version {version!r}; choose one of {sorted(HPS_FILES)}")
+            raise UserError(f"unknown HPS version {version!r}; choose one of {sorted(HPS_FILES)}")
         self.checkpoint = checkpoint
         self.version = version
         self.arch = arch
@@ -66,7 +67,7 @@ class HPSv2Scorer(Scorer):
                 **self.arch_overrides,
             )
         except RuntimeError as err:
-            raise ValueError(f"HPSv2 checkpoint {path} does not match open_clip {self.arch}: {err}") from err
+            raise UserError(f"HPSv2 checkpoint {path} does not match open_clip {self.arch}: {err}") from err
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.tokenizer = open_clip.get_tokenizer(self.arch)
         self.image_size = int(self.model.visual.image_size[0])

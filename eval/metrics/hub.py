@@ -12,6 +12,8 @@ from pathlib import Path
 from huggingface_hub import constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
+from npnet.errors import UserError
+
 CONFIG_PATTERNS = ("*.json", "*.txt")
 SAFETENSORS_PATTERNS = ("model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors")
 BIN_PATTERNS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin")
@@ -53,9 +55,9 @@ def resolve_file(
         candidate = path / filename
         if candidate.is_file():
             return candidate
-        raise ValueError(f"{what}: local directory {path} has no '{filename}'; put the file there")
+        raise UserError(f"{what}: local directory {path} has no '{filename}'; put the file there")
     if str(source).startswith((".", "/", "~")) or str(source).count("/") > 1:
-        raise ValueError(f"{what}: local path {source} does not exist")
+        raise UserError(f"{what}: local path {source} does not exist")
     try:
         local = hf_hub_download(
             str(source), filename, repo_type=repo_type, revision=revision, cache_dir=cache_dir
@@ -85,10 +87,10 @@ def resolve_dir(
         if weights and not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
             missing.append("model.safetensors (or pytorch_model.bin)")
         if missing:
-            raise ValueError(f"{what}: local directory {path} lacks {', '.join(missing)}")
+            raise UserError(f"{what}: local directory {path} lacks {', '.join(missing)}")
         return path
     if str(source).startswith((".", "/", "~")) or str(source).count("/") > 1:
-        raise ValueError(f"{what}: local directory {source} does not exist")
+        raise UserError(f"{what}: local directory {source} does not exist")
     patterns = list(CONFIG_PATTERNS) + (list(SAFETENSORS_PATTERNS) if weights else [])
     local = _snapshot(str(source), patterns, what, revision, cache_dir)
     if weights and not any(local.glob("*.safetensors")):

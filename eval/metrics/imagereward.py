@@ -25,6 +25,7 @@ from torch import nn
 from eval.metrics.base import Scorer
 from eval.metrics.clip_utils import resize_center_crop, to_normalized_tensor
 from eval.metrics.hub import resolve_dir, resolve_file
+from npnet.errors import UserError
 
 IMAGEREWARD_REPO = "RE-N-Y/ImageReward"
 IMAGEREWARD_FILE = "model.safetensors"
@@ -142,7 +143,7 @@ class ImageRewardScorer(Scorer):
         path = resolve_file(self.checkpoint, IMAGEREWARD_FILE, what="ImageReward", cache_dir=self.cache_dir)
         self.tokenizer = load_imagereward_tokenizer(self.tokenizer_source, self.cache_dir)
         if len(self.tokenizer) != self.arch.bert["vocab_size"]:
-            raise ValueError(
+            raise UserError(
                 f"ImageReward tokenizer has {len(self.tokenizer)} tokens but the text encoder expects "
                 f"{self.arch.bert['vocab_size']}; use the bert-base-uncased vocabulary"
             )
@@ -150,7 +151,7 @@ class ImageRewardScorer(Scorer):
         try:
             net.load_state_dict(load_file(str(path)), strict=True)
         except RuntimeError as err:
-            raise ValueError(f"ImageReward weights {path} do not match {asdict(self.arch)}: {err}") from err
+            raise UserError(f"ImageReward weights {path} do not match {asdict(self.arch)}: {err}") from err
         self.net = net.to(device=self.device, dtype=self.dtype).eval()
 
     def _score_batch(self, images: list[Image.Image], prompts: list[str]) -> torch.Tensor:

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from eval.metrics.base import Scorer
+from npnet.errors import UserError
 
 
 class MicroScorer(Scorer):
@@ -24,7 +25,7 @@ class MicroScorer(Scorer):
         try:
             from npnet.worlds.micro.verifier import MicroVerifier
         except ImportError as err:
-            raise ValueError(
+            raise UserError(
                 "scorer 'micro' needs npnet.worlds.micro.verifier.MicroVerifier, which could not be imported "
                 f"({err}); use a checkout that includes the micro world (npnet/micro/verifier.py)"
             ) from err

@@ -31,6 +31,7 @@ from torch import nn
 from eval.metrics.base import PairwiseScorer
 from eval.metrics.hf_clip import load_clip_processor
 from eval.metrics.hub import resolve_dir, resolve_file
+from npnet.errors import UserError
 
 MPS_REPO = "RE-N-Y/mpsv1"
 MPS_FILE = "model.safetensors"
@@ -39,6 +40,7 @@ MPS_CONDITION = (
     "light, color, clarity, tone, style, ambiance, artistry, shape, face, hair, hands, limbs, structure, "
     "instance, texture, quantity, attributes, position, number, location, word, things."
 )
+
 CONDITION_THRESHOLD = 0.01  # imscore's port of the official mask threshold
 
 
@@ -84,7 +86,7 @@ def load_mps_state(path: Path) -> dict[str, torch.Tensor]:
     """imscore's MPS safetensors minus the ``mps.`` prefix and the (non-persistent) position ids."""
     state = load_file(str(path))
     if not any(key.startswith("mps.") for key in state):
-        raise ValueError(f"MPS weights {path} have no 'mps.*' keys; expected imscore's RE-N-Y/mpsv1 layout")
+        raise UserError(f"MPS weights {path} have no 'mps.*' keys; expected imscore's RE-N-Y/mpsv1 layout")
     return {
         key[4:]: value for key, value in state.items() if key.startswith("mps.") and "position_ids" not in key
     }
@@ -132,7 +134,7 @@ class MPSScorer(PairwiseScorer):
         missing, unexpected = net.load_state_dict(load_mps_state(path), strict=False)
         missing = [key for key in missing if "position_ids" not in key]
         if missing or unexpected:
-            raise ValueError(
+            raise UserError(
                 f"MPS weights {path} do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
         self.net = net.to(device=self.device, dtype=self.dtype).eval()

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from eval.metrics.registry import PAPER_METRICS
+from npnet.errors import UserError
 
 CLIP_BOS, CLIP_EOS = 512, 513  # ids of <|startoftext|>, <|endoftext|> in the byte-level test vocabulary
 
@@ -185,7 +186,7 @@ def write_bert_vocab(directory: Path, vocab_size: int) -> Path:
         + [f"##{c}" for c in chars]
     )
     if len(tokens) > vocab_size - 2:
-        raise ValueError(f"vocab_size {vocab_size} is too small for the test vocabulary ({len(tokens) + 2})")
+        raise UserError(f"vocab_size {vocab_size} is too small for the test vocabulary ({len(tokens) + 2})")
     tokens += [f"[unused{i}]" for i in range(vocab_size - 2 - len(tokens))]
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "vocab.txt").write_text("\n".join(tokens) + "\n")
@@ -241,9 +242,9 @@ def write_random_checkpoints(
 ) -> dict[str, dict]:
     """Write random checkpoints for ``names`` under ``root``; returns {name: get_scorer kwargs}."""
     if size not in CLIP_SIZES:
-        raise ValueError(f"unknown size {size!r}; choose one of {sorted(CLIP_SIZES)}")
+        raise UserError(f"unknown size {size!r}; choose one of {sorted(CLIP_SIZES)}")
     unknown = [name for name in names if name not in WRITERS]
     if unknown:
-        raise ValueError(f"no random-checkpoint writer for {unknown}; choose from {sorted(WRITERS)}")
+        raise UserError(f"no random-checkpoint writer for {unknown}; choose from {sorted(WRITERS)}")
     torch.manual_seed(seed)
     return {name: WRITERS[name](Path(root) / name, size) for name in names}

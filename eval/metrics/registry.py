@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from eval.metrics.base import Scorer
+from npnet.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def available_scorers() -> list[str]:
 def scorer_class(name: str) -> type[Scorer]:
     """The scorer class for ``name`` (imports its module on first use)."""
     if name not in SCORERS:
-        raise ValueError(f"unknown scorer {name!r}; available: {', '.join(SCORERS)}")
+        raise UserError(f"unknown scorer {name!r}; available: {', '.join(SCORERS)}")
     module_name, class_name = SCORERS[name].target.split(":")
     return getattr(importlib.import_module(module_name), class_name)
 
@@ -81,4 +82,4 @@ def get_scorer(
     try:
         return cls(device=device, dtype=dtype, **kwargs)
     except TypeError as err:
-        raise ValueError(f"bad options for scorer {name!r}: {err}") from err
+        raise UserError(f"bad options for scorer {name!r}: {err}") from err

@@ -37,6 +37,7 @@ from npnet.data.dataset import (
     write_shard,
 )
 from npnet.engine import GenerationRequest, resolve_sampling
+from npnet.errors import UserError
 from npnet.io import JsonlTable, dist_rank_world, shard
 
 Scorer = Callable[[list[Any], list[str]], torch.Tensor]
@@ -77,9 +78,9 @@ def sample_plan(
     """
     low, high = seed_range
     if not 0 <= low <= high:
-        raise ValueError(f"seed_range must be (low, high) with 0 <= low <= high; got {seed_range}")
+        raise UserError(f"seed_range must be (low, high) with 0 <= low <= high; got {seed_range}")
     if not 1 <= seeds_per_prompt <= high - low + 1:
-        raise ValueError(f"seeds_per_prompt must be in [1, {high - low + 1}] for seed range {seed_range}")
+        raise UserError(f"seeds_per_prompt must be in [1, {high - low + 1}] for seed range {seed_range}")
     plan = []
     for p, prompt in enumerate(prompts):
         seeds = np.random.default_rng([seed_base, p]).permutation(high - low + 1)[:seeds_per_prompt] + low
@@ -109,7 +110,7 @@ class CollectConfig:
 
     def __post_init__(self):
         if self.shard_size < 1:
-            raise ValueError(f"shard_size must be >= 1; got {self.shard_size}")
+            raise UserError(f"shard_size must be >= 1; got {self.shard_size}")
 
 
 def _scorer_name(scorer: Scorer, name: str | None) -> str:
@@ -118,9 +119,9 @@ def _scorer_name(scorer: Scorer, name: str | None) -> str:
 
 def _check_inputs(prompts: list[str], scorer: Scorer) -> None:
     if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
-        raise ValueError("prompts must be a non-empty list of non-empty strings")
+        raise UserError("prompts must be a non-empty list of non-empty strings")
     if getattr(scorer, "higher_is_better", True) is False:
-        raise ValueError(
+        raise UserError(
             "the selection s_0 + m < s'_0 needs a higher-is-better scorer (e.g. hpsv2, pickscore)"
         )
 
@@ -226,7 +227,7 @@ def _collect_one(service, sample: Sample, settings: dict[str, Any], scorer, out:
     images = [result.images["standard"], result.images["inversion"]]
     scores = torch.as_tensor(scorer(images, [sample.prompt] * 2)).detach().flatten().double().tolist()
     if len(scores) != 2 or not all(math.isfinite(s) for s in scores):
-        raise ValueError(f"the scorer must return 2 finite scores for 2 images; got {scores}")
+        raise UserError(f"the scorer must return 2 finite scores for 2 images; got {scores}")
     embed = write_embed(out, sample.prompt, result.prompt_embeds) if cache_embeds else None
     row = {
         "index": sample.index,

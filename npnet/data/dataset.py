@@ -34,6 +34,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
+from npnet.errors import UserError
 from npnet.io import atomic_write_json, atomic_write_text, atomic_write_with, read_jsonl
 
 FORMAT = "npnet-npd-v1"
@@ -57,7 +58,7 @@ def is_kept(row: dict[str, Any], margin: float | None = None) -> bool:
     if margin is None:
         return bool(row["kept"])
     if row.get("score_standard") is None or row.get("score_inversion") is None:
-        raise ValueError(f"sample {row['index']} has no scores; read it with margin=None or select=False")
+        raise UserError(f"sample {row['index']} has no scores; read it with margin=None or select=False")
     return float(row["score_standard"]) + float(margin) < float(row["score_inversion"])
 
 
@@ -71,7 +72,7 @@ def write_config(folder: str | os.PathLike, settings: dict[str, Any]) -> dict[st
         diff = {k: (existing.get(k), v) for k, v in settings.items() if existing.get(k) != v}
         if diff:
             shown = ", ".join(f"{k}: folder has {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
-            raise ValueError(
+            raise UserError(
                 f"{folder} already holds a collection with other settings ({shown}); resume with the same "
                 "settings or choose a new output folder"
             )
@@ -83,7 +84,7 @@ def write_config(folder: str | os.PathLike, settings: dict[str, Any]) -> dict[st
 def read_config(folder: str | os.PathLike) -> dict[str, Any]:
     path = Path(folder) / "config.json"
     if not path.is_file():
-        raise ValueError(
+        raise UserError(
             f"{folder} is not a noise prompt dataset (no config.json); collect or import one first"
         )
     return json.loads(path.read_text(encoding="utf-8"))
@@ -100,7 +101,7 @@ def write_shard(
 ) -> Path:
     """Atomically write one block: noise pairs (N, 4, h, w) plus the rows as metadata."""
     if x_T.shape != x_prime_T.shape or x_T.shape[0] != len(rows):
-        raise ValueError(
+        raise UserError(
             f"shard {block}: {len(rows)} rows, x_T {tuple(x_T.shape)}, x_prime_T {tuple(x_prime_T.shape)}"
         )
     rel = shard_relpath(block)
@@ -120,9 +121,9 @@ def read_shard_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             meta = handle.metadata() or {}
     except Exception as err:
-        raise ValueError(f"{path} is not a readable NPD shard (corrupt or truncated?): {err}") from err
+        raise UserError(f"{path} is not a readable NPD shard (corrupt or truncated?): {err}") from err
     if _META_KEY not in meta:
-        raise ValueError(f"{path} has no '{_META_KEY}' metadata: not an NPD shard")
+        raise UserError(f"{path} has no '{_META_KEY}' metadata: not an NPD shard")
     return json.loads(meta[_META_KEY])
 
 
@@ -140,7 +141,7 @@ def write_embed(folder: str | os.PathLike, prompt: str, embeds: torch.Tensor) ->
     emb = embeds.detach().to("cpu", torch.float16)
     emb = emb[0] if emb.ndim == 3 else emb  # (77, D)
     if emb.ndim != 2:
-        raise ValueError(f"prompt embeddings must be (L, D) or (1, L, D); got {tuple(embeds.shape)}")
+        raise UserError(f"prompt embeddings must be (L, D) or (1, L, D); got {tuple(embeds.shape)}")
     path = embed_path(folder, prompt)
     if not path.exists():
         tensors = {"prompt_embeds": emb.contiguous()}
@@ -151,7 +152,7 @@ def write_embed(folder: str | os.PathLike, prompt: str, embeds: torch.Tensor) ->
 def load_embed(folder: str | os.PathLike, prompt: str) -> torch.Tensor:
     path = embed_path(folder, prompt)
     if not path.is_file():
-        raise ValueError(
+        raise UserError(
             f"no cached prompt embedding for {prompt!r} in {folder}/embeds; collect with cache_embeds=True "
             "or pass an encode_prompts callable to the trainer"
         )
@@ -210,7 +211,7 @@ def write_dataset(
     ``embeds`` maps prompt -> (77, D) embedding to cache; rows get ``embed`` set accordingly.
     """
     if shard_size < 1:
-        raise ValueError(f"shard_size must be >= 1; got {shard_size}")
+        raise UserError(f"shard_size must be >= 1; got {shard_size}")
     write_config(folder, {**settings, "shard_size": shard_size})
     embeds = embeds or {}
     keys = {prompt: write_embed(folder, prompt, emb) for prompt, emb in embeds.items()}
@@ -233,9 +234,9 @@ def split_keys(
     Computed over all rows before selection, so changing the margin never moves a sample across splits.
     """
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1); got {val_fraction}")
+        raise UserError(f"val_fraction must be in [0, 1); got {val_fraction}")
     if split_by not in SPLIT_BY:
-        raise ValueError(f"unknown split_by {split_by!r}; choose one of {', '.join(SPLIT_BY)}")
+        raise UserError(f"unknown split_by {split_by!r}; choose one of {', '.join(SPLIT_BY)}")
     keys = sorted({_split_key(row, split_by) for row in rows}, key=str)
     ranked = sorted(keys, key=lambda k: hashlib.sha256(f"{seed}:{k}".encode()).hexdigest())
     return set(ranked[: round(len(ranked) * val_fraction)])
@@ -266,7 +267,7 @@ class NoisePairDataset(Dataset):
         embeds: bool | str = "auto",
     ):
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+            raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         self.folder = Path(folder)
         self.config = read_config(folder)
         all_rows = read_manifest(folder)
@@ -275,7 +276,7 @@ class NoisePairDataset(Dataset):
         self.rows = [r for r in rows if not select or is_kept(r, margin)]
         has_cache = all(r.get("embed") for r in self.rows)
         if embeds is True and not has_cache:
-            raise ValueError(f"{folder} has no prompt-embedding cache for every sample; use embeds='auto'")
+            raise UserError(f"{folder} has no prompt-embedding cache for every sample; use embeds='auto'")
         self.use_embeds = has_cache if embeds == "auto" else bool(embeds)
         self._handles: dict[tuple[int, str], Any] = {}
         self._embeds: OrderedDict[str, torch.Tensor] = OrderedDict()

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from npnet.data.dataset import embed_path, is_kept, merge, prompt_key, write_config, write_embed, write_shard
+from npnet.errors import UserError
 
 _NAME = re.compile(r"^(?P<index>\d+)(?:_(?P<seed>\d+))?\.npz$")
 
@@ -49,10 +50,10 @@ def read_official_jsonl(path: str | Path) -> dict[int, dict[str, Any]]:
             try:
                 row = ast.literal_eval(line)
             except (ValueError, SyntaxError) as err:
-                raise ValueError(f"{path}:{n} is neither JSON nor a Python dict literal") from err
+                raise UserError(f"{path}:{n} is neither JSON nor a Python dict literal") from err
         missing = {"index", "caption"} - set(row)
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"{path}:{n} lacks {sorted(missing)}; official rows have index, seed, caption, ..."
             )
         rows[int(row["index"])] = row
@@ -68,27 +69,27 @@ def find_npz(npz_dir: str | Path) -> dict[int, Path]:
             continue
         index = int(match["index"])
         if index in found:
-            raise ValueError(
+            raise UserError(
                 f"index {index} appears twice ({found[index]} and {path}): the official multi-GPU collection "
                 "needs per-GPU index offsets; import the folders separately"
             )
         found[index] = path
     if not found:
-        raise ValueError(f"no {{index}}_{{seed}}.npz files under {npz_dir}")
+        raise UserError(f"no {{index}}_{{seed}}.npz files under {npz_dir}")
     return found
 
 
 def _read_pair(path: Path) -> tuple[torch.Tensor, torch.Tensor, int]:
     with np.load(path, allow_pickle=False) as data:
         if not {"arr_0", "arr_1"} <= set(data.files):
-            raise ValueError(f"{path} lacks arr_0 / arr_1 (x_T, x'_T); found {data.files}")
+            raise UserError(f"{path} lacks arr_0 / arr_1 (x_T, x'_T); found {data.files}")
         x = torch.from_numpy(np.asarray(data["arr_0"], dtype=np.float32)).reshape(
             -1, *data["arr_0"].shape[-3:]
         )
         xp = torch.from_numpy(np.asarray(data["arr_1"], dtype=np.float32)).reshape(x.shape)
         index = int(data["arr_2"]) if "arr_2" in data.files else -1
     if x.shape[0] != 1:
-        raise ValueError(f"{path} holds {x.shape[0]} latents; expected one pair per file")
+        raise UserError(f"{path} holds {x.shape[0]} latents; expected one pair per file")
     return x[0], xp[0], index  # (4, h, w), (4, h, w)
 
 
@@ -111,9 +112,9 @@ def import_official(
     files = find_npz(npz_dir)
     usable = {i: p for i, p in files.items() if i in captions}
     if not usable:
-        raise ValueError(f"none of the {len(files)} npz files has a row in {jsonl} (index mismatch?)")
+        raise UserError(f"none of the {len(files)} npz files has a row in {jsonl} (index mismatch?)")
     if shard_size < 1:
-        raise ValueError(f"shard_size must be >= 1; got {shard_size}")
+        raise UserError(f"shard_size must be >= 1; got {shard_size}")
     settings = {
         "model": model,
         "steps": steps,
@@ -134,7 +135,7 @@ def import_official(
         for index in indices:
             x, xp, stored = _read_pair(usable[index])
             if stored not in (-1, index):
-                raise ValueError(f"{usable[index]}: file name says index {index}, arr_2 says {stored}")
+                raise UserError(f"{usable[index]}: file name says index {index}, arr_2 says {stored}")
             row = _row(
                 index,
                 usable[index],
@@ -170,7 +171,7 @@ def _row(
     match = _NAME.match(path.name)
     seed = official.get("seed", match["seed"])
     if match["seed"] is not None and seed is not None and int(seed) != int(match["seed"]):
-        raise ValueError(f"{path}: file name seed {match['seed']} differs from the JSONL seed {seed}")
+        raise UserError(f"{path}: file name seed {match['seed']} differs from the JSONL seed {seed}")
     scores = [official.get("original_score_list"), official.get("optimized_score_list")]
     s0, s1 = (float(s[score_index]) if s else None for s in scores)
     row = {

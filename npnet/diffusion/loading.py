@@ -10,6 +10,7 @@ from npnet.checkpoints import load_npnet
 from npnet.diffusion.presets import MICRO_BUILD_HINT, ModelPreset, describe_presets
 from npnet.diffusion.sampling import check_npnet_matches, embedding_width
 from npnet.diffusion.schedulers import make_scheduler
+from npnet.errors import UserError
 from npnet.paths import asset_path
 from npnet.worlds.tiny import build_tiny_npnet
 
@@ -31,9 +32,9 @@ def resolve_device(device="auto") -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError as err:
-        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from err
+        raise UserError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from err
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
+        raise UserError(
             f"device {device!r} requested but CUDA is not available here; use --device cpu or auto"
         )
     return resolved
@@ -45,10 +46,10 @@ def resolve_dtype(dtype, preset: ModelPreset, device: torch.device) -> torch.dty
         return DTYPES[preset.dtype] if device.type == "cuda" else torch.float32
     if isinstance(dtype, str):
         if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+            raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
         dtype = DTYPES[dtype]
     if dtype == torch.float16 and device.type == "cpu":
-        raise ValueError("float16 is not supported for CPU generation; use float32 or bfloat16 on CPU")
+        raise UserError("float16 is not supported for CPU generation; use float32 or bfloat16 on CPU")
     return dtype
 
 
@@ -86,7 +87,7 @@ def _from_hub(preset: ModelPreset, dtype: torch.dtype, offline: bool):
         return getattr(diffusers, preset.pipeline_class).from_pretrained(preset.hub_id, **kwargs)
     except (OSError, EntryNotFoundError) as err:
         repos = ", ".join(r for r in (preset.hub_id, preset.unet_id) if r)
-        raise ValueError(
+        raise UserError(
             f"could not load {preset.name!r} from the hub ({repos}): {err}. Download it with "
             f"`huggingface-cli download {preset.hub_id}` where the hub is reachable. {describe_presets()}"
         ) from err
@@ -128,11 +129,11 @@ def resolve_npnet_spec(preset: ModelPreset, spec: str) -> str:
     if shipped is not None:
         if not shipped.is_file():
             hint = MICRO_BUILD_HINT if preset.name == "micro" else "check the path"
-            raise ValueError(f"NPNet checkpoint {shipped} does not exist; {hint}")
+            raise UserError(f"NPNet checkpoint {shipped} does not exist; {hint}")
         return str(shipped)
     local = Path(spec).expanduser()
     if (local.is_absolute() or spec.startswith((".", "~"))) and not local.exists():
-        raise ValueError(f"NPNet checkpoint {local} does not exist; pass an existing file or a hub id")
+        raise UserError(f"NPNet checkpoint {local} does not exist; pass an existing file or a hub id")
     return str(local) if spec.startswith("~") else spec
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from npnet.errors import UserError
 from npnet.worlds.micro.grammar import IMAGE_SIZE as MICRO_SIZE
 from npnet.worlds.micro.pipeline import MICRO_GUIDANCE_SCALE, MICRO_STEPS, load_micro_pipeline
 from npnet.worlds.tiny import TINY_SIZE, build_tiny_hunyuan_dit, build_tiny_sdxl
@@ -203,7 +204,7 @@ def get_model_preset(name: str, presets: Mapping[str, ModelPreset] | None = None
     presets = MODEL_PRESETS if presets is None else presets
     if name in presets:
         return presets[name]
-    raise ValueError(f"unknown model {name!r}. {describe_presets(presets)}")
+    raise UserError(f"unknown model {name!r}. {describe_presets(presets)}")
 
 
 def offline_presets(presets: Mapping[str, ModelPreset] | None = None) -> list[str]:
@@ -251,7 +252,7 @@ def resolve_model(
     missing = [r for r in required_hub_repos(preset) if not is_cached(r)]
     if not missing:
         return preset
-    raise ValueError(
+    raise UserError(
         f"model {name!r} needs the hub ({', '.join(missing)} not in the local cache) but the hub is "
         f"offline (HF_HUB_OFFLINE=1 or offline=True). Download it where the hub is reachable with "
         f"`huggingface-cli download {missing[0]}`, or choose an offline model. {describe_presets()}"

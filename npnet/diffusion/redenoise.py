@@ -20,6 +20,7 @@ import torch
 
 from npnet.diffusion.sampling import PromptEmbeds, denoiser, family_of
 from npnet.diffusion.schedulers import accepted_config
+from npnet.errors import UserError
 
 REDENOISE_MODES = ("correct", "official")
 
@@ -163,9 +164,9 @@ def redenoise_schedulers(pipe, steps: int):
 
 def _check(steps: int, mode: str) -> None:
     if mode not in REDENOISE_MODES:
-        raise ValueError(f"unknown re-denoise mode {mode!r}; choose one of {', '.join(REDENOISE_MODES)}")
+        raise UserError(f"unknown re-denoise mode {mode!r}; choose one of {', '.join(REDENOISE_MODES)}")
     if int(steps) < 2:
-        raise ValueError(f"re-denoise needs steps >= 2 (the DDIM step size is 1000/steps); got {steps}")
+        raise UserError(f"re-denoise needs steps >= 2 (the DDIM step size is 1000/steps); got {steps}")
 
 
 def redenoise_trace(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from npnet.diffusion.schedulers import DEFAULT_SCHEDULER, make_scheduler
+from npnet.errors import UserError
 from npnet.model import describe_text_width, models_for_text_width
 
 SDXL_KEYS = (
@@ -33,6 +34,7 @@ HUNYUAN_KEYS = (
     "prompt_attention_mask_2",
     "negative_prompt_attention_mask_2",
 )
+
 _FAMILY_LABEL = {"sdxl": "an SDXL-family", "hunyuan-dit": "a Hunyuan-DiT"}
 
 
@@ -43,7 +45,7 @@ def family_of(pipe) -> str:
         return "hunyuan-dit"
     if getattr(pipe, "unet", None) is not None:
         return "sdxl"
-    raise ValueError(f"{type(pipe).__name__} is neither an SDXL-style nor a Hunyuan-DiT pipeline")
+    raise UserError(f"{type(pipe).__name__} is neither an SDXL-style nor a Hunyuan-DiT pipeline")
 
 
 def denoiser(pipe) -> torch.nn.Module:
@@ -65,7 +67,7 @@ def initial_latents(pipe, seed: int, width: int, height: int) -> torch.Tensor:
 
 def check_prompt(prompt) -> str:
     if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError("prompt is empty: give a text prompt describing the image")
+        raise UserError("prompt is empty: give a text prompt describing the image")
     return prompt
 
 
@@ -80,7 +82,7 @@ def check_size(width: int, height: int, multiple: int = 8) -> tuple[int, int]:
         return f"{low} or {low + multiple}" if low < int(v) else str(low)
 
     detail = "; ".join(f"{n} {v} -> use {near(v)}" for n, v in bad)
-    raise ValueError(f"image size {width}x{height} must be a multiple of {multiple} on both sides ({detail})")
+    raise UserError(f"image size {width}x{height} must be a multiple of {multiple} on both sides ({detail})")
 
 
 def embedding_width(pipe) -> int:
@@ -95,7 +97,7 @@ def check_npnet_matches(net, pipe) -> None:
     want, got = embedding_width(pipe), int(net.config.text_dim)
     if want == got:
         return
-    raise ValueError(
+    raise UserError(
         f"this NPNet expects 77x{got} prompt embeddings: this is {describe_text_width(got)}, but the model "
         f"is {_FAMILY_LABEL[family_of(pipe)]} pipeline with 77x{want} embeddings; choose "
         f"{models_for_text_width(got)}, or the NPNet trained for this model"

@@ -8,6 +8,8 @@ from typing import Any
 
 import diffusers
 
+from npnet.errors import UserError
+
 
 @dataclass(frozen=True)
 class SchedulerSpec:
@@ -50,7 +52,7 @@ def check_scheduler_name(name: str) -> str:
     """Return ``name`` or raise a ValueError listing the choices."""
     if name == DEFAULT_SCHEDULER or name in SCHEDULER_CLASSES:
         return name
-    raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(scheduler_names())}")
+    raise UserError(f"unknown scheduler {name!r}; choose one of {', '.join(scheduler_names())}")
 
 
 def accepted_config(cls, config) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from npnet.checkpoints import read_checkpoint, save_npnet, save_official
+from npnet.errors import UserError
 from npnet.io import atomic_write_text, atomic_write_with
 from npnet.model import NPNet
 
@@ -29,7 +30,7 @@ def check_resume_config(out: Path, config) -> None:
     diff = sorted(k for k in now if k not in _RESUME_FREE and saved.get(k) != now[k])
     if diff:
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)
-        raise ValueError(
+        raise UserError(
             f"{out} was trained with other settings ({shown}); resume with the same ones or a new --out"
         )
 

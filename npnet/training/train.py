@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader
 
 from npnet.checkpoints import load_npnet
 from npnet.data.dataset import NoisePairDataset
+from npnet.errors import UserError
 from npnet.io import atomic_write_json
 from npnet.model import NPNET_PRESETS, NPNet, NPNetConfig
 from npnet.training.state import (
@@ -89,15 +90,15 @@ class TrainConfig:
         ]
         for name, value, choices in checks:
             if value not in choices:
-                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+                raise UserError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
         if isinstance(self.preset, str) and self.preset not in NPNET_PRESETS:
-            raise ValueError(
+            raise UserError(
                 f"unknown NPNet preset {self.preset!r}; choose one of {', '.join(NPNET_PRESETS)}"
             )
         if self.preset is None and self.init in INITS:
-            raise ValueError("preset=None needs init=<checkpoint> to take the architecture from")
+            raise UserError("preset=None needs init=<checkpoint> to take the architecture from")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+            raise UserError("epochs and batch_size must be >= 1 and lr > 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -141,12 +142,12 @@ def check_data(net: NPNet, sample: tuple) -> None:
     x, _, cond = sample
     cfg = net.config
     if tuple(x.shape[-2:]) != (cfg.latent_size, cfg.latent_size):
-        raise ValueError(
+        raise UserError(
             f"the dataset's latents are {tuple(x.shape)}, the NPNet preset expects 4x{cfg.latent_size}x"
             f"{cfg.latent_size}; choose the preset of the model the pairs were collected with"
         )
     if isinstance(cond, torch.Tensor) and cond.shape[-1] != cfg.text_dim:
-        raise ValueError(
+        raise UserError(
             f"the dataset's prompt embeddings are {tuple(cond.shape)}, the NPNet preset expects "
             f"(77, {cfg.text_dim}); choose the preset of the model the pairs were collected with"
         )
@@ -181,7 +182,7 @@ def batch_condition(cond, mode: str, generator: torch.Generator, encode_prompts)
     """(B, 77, D) own embeddings, or one random sample's (1, 77, D) for the whole batch (App. A.5)."""
     if not isinstance(cond, torch.Tensor):
         if encode_prompts is None:
-            raise ValueError(
+            raise UserError(
                 "the dataset has no prompt-embedding cache: collect with cache_embeds=True or pass "
                 "encode_prompts (the CLI's --encode-with MODEL)"
             )
@@ -229,7 +230,7 @@ def evaluate(net, loader, device, accelerator, collapse_ratio: float, encode_pro
     sums = accelerator.reduce(sums, "sum")
     model, identity, zero, pred_sq, x_sq, count = sums.tolist()
     if count == 0:
-        raise ValueError("the validation split is empty; raise val_fraction or collect more pairs")
+        raise UserError("the validation split is empty; raise val_fraction or collect more pairs")
     rms_ratio = math.sqrt(pred_sq / max(x_sq, 1e-12))
     result = {"val_loss": model / count, "val_identity": identity / count, "val_zero": zero / count}
     result["rms_ratio"] = rms_ratio
@@ -251,7 +252,7 @@ def _datasets(config: TrainConfig) -> tuple[NoisePairDataset, NoisePairDataset]:
     train_set = NoisePairDataset(config.data, split="train", **common)
     val_set = NoisePairDataset(config.data, split="val", **common)
     if len(train_set) == 0 or len(val_set) == 0:
-        raise ValueError(
+        raise UserError(
             f"{config.data}: {len(train_set)} training and {len(val_set)} validation pairs after selection "
             f"(margin={config.margin}); collect more pairs, lower the margin or change val_fraction"
         )

@@ -10,6 +10,7 @@ import pandas as pd
 
 from eval.noise_plots import analysis_figures
 from npnet.analysis import LATENT_LABELS, NoiseAnalysis, analyze_latents
+from npnet.errors import UserError
 from studio.errors import user_errors
 from studio.service import Pair, StudioService
 
@@ -48,7 +49,7 @@ def make_analyze(service: StudioService):
     def analyze(pair: Pair | None):
         """Figures and statistics of the session's current pair."""
         if pair is None:
-            raise ValueError("no pair to analyse yet: generate one in the Generate tab (or pick a Seeds row)")
+            raise UserError("no pair to analyse yet: generate one in the Generate tab (or pick a Seeds row)")
         analysis = analyze_latents(pair.result.latents)
         figures = analysis_figures(analysis)
         stats = pd.DataFrame(analysis.stats_rows())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from npnet.engine import METHODS
+from npnet.errors import UserError
 from studio.errors import user_errors
 from studio.evaluation import (
     PROMPT_FILE_SUFFIXES,
@@ -47,7 +48,7 @@ def custom_fields(
 ):
     """BenchmarkConfig fields from the custom form (uploaded file > typed prompts > prompt set)."""
     if model not in service.models():
-        raise ValueError(
+        raise UserError(
             f"model {model!r} is not available here; choose one of {', '.join(service.models())}"
         )
     if prompts_file:
@@ -57,12 +58,12 @@ def custom_fields(
     elif prompt_set and prompt_set != CUSTOM_LIST:
         prompts = prompt_set
     else:
-        raise ValueError("no prompts: pick a prompt set, type prompts (one per line) or upload a prompt file")
+        raise UserError("no prompts: pick a prompt set, type prompts (one per line) or upload a prompt file")
     if not methods or not metrics:
-        raise ValueError("choose at least one method and one metric")
+        raise UserError("choose at least one method and one metric")
     limit = int(limit) if limit else None
     if limit is not None and limit < 1:
-        raise ValueError("limit must be a positive number of prompts (or empty for all)")
+        raise UserError("limit must be a positive number of prompts (or empty for all)")
     steps = int(steps) if steps else None
     fields = {"model": model, "prompts": prompts, "limit": limit, "seeds": parse_seeds(seeds)}
     return {**fields, "methods": tuple(methods), "metrics": tuple(metrics), "steps": steps}
@@ -100,7 +101,7 @@ def make_handlers(service: StudioService):
         """Run a preset (when ``preset`` is set) or the custom settings; returns tables, chart, files."""
         if preset:
             if preset not in _presets():
-                raise ValueError(f"unknown preset {preset!r}; choose one of {list(_presets())}")
+                raise UserError(f"unknown preset {preset!r}; choose one of {list(_presets())}")
             fields, label = dict(_presets()[preset]), preset
         else:
             fields = custom_fields(
@@ -117,7 +118,7 @@ def make_handlers(service: StudioService):
     def resume(run_dir, progress=gr.Progress(), request: gr.Request = None):
         """Continue a previous run directory where it stopped."""
         if not run_dir:
-            raise ValueError("pick a previous run to resume")
+            raise UserError("pick a previous run to resume")
         return _run(service, config_from_run(service, run_dir), "", progress, request)
 
     def stop(request: gr.Request = None) -> str:

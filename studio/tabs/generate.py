@@ -147,11 +147,11 @@ def build_generate_tab(service: StudioService, pair_state: gr.State) -> Generate
     generate = make_generate(service)
     inputs = [prompt, negative, seed, *settings, methods, metrics]
     events = (
-        button.click(generate, inputs, [*outputs, pair_state], api_name="generate", concurrency_id="gpu"),
-        prompt.submit(
-            generate, inputs, [*outputs, pair_state], api_visibility="private", concurrency_id="gpu"
+        gr.on(
+            [button.click, prompt.submit], generate, inputs, [*outputs, pair_state], api_name="generate",
+            concurrency_id="gpu",
         ),
-    )
+    )  # fmt: skip
     dice.click(lambda: random.randint(0, MAX_SEED), outputs=seed, api_visibility="private", queue=False)
     model_dd.change(
         lambda m: _model_defaults(service, m),

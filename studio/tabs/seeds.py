@@ -7,6 +7,7 @@ import dataclasses
 import gradio as gr
 import pandas as pd
 
+from npnet.errors import UserError
 from studio.errors import user_errors
 from studio.form import GenerateForm
 from studio.render import pair_outputs
@@ -71,9 +72,9 @@ def make_run_seeds(service: StudioService):
         """Standard and NPNet images for seeds first_seed .. first_seed + count - 1, scored by ``metric``."""
         count = int(count)
         if not 1 <= count <= service.config.max_seeds:
-            raise ValueError(f"seed count must be between 1 and {service.config.max_seeds} on this server")
+            raise UserError(f"seed count must be between 1 and {service.config.max_seeds} on this server")
         if not metric:
-            raise ValueError("choose a metric to rank the seeds")
+            raise UserError("choose a metric to rank the seeds")
         form = GenerateForm(
             prompt, negative_prompt, first_seed, model, npnet, scheduler, steps, guidance_scale, width, height
         )
@@ -98,7 +99,7 @@ def make_open_seed(service: StudioService):
     def open_seed(pairs: list[Pair] | None, evt: gr.SelectData):
         """The selected row's pair as the current pair; switch to the Generate tab."""
         if not pairs:
-            raise ValueError("run a seed grid first")
+            raise UserError("run a seed grid first")
         row = evt.row_value if evt.row_value else None
         seed = int(row[0]) if row else pairs[evt.index[0]].result.settings["seed"]
         pair = next(p for p in pairs if p.result.settings["seed"] == seed)

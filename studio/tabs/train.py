@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from npnet.errors import UserError
 from studio.errors import user_errors
 from studio.service import StudioService
 from studio.spaces_compat import gpu
@@ -29,7 +30,7 @@ def _prompts(text: str, prompt_set: str) -> list[str]:
     if typed:
         return typed
     if not prompt_set:
-        raise ValueError("type prompts (one per line) or pick a prompt set")
+        raise UserError("type prompts (one per line) or pick a prompt set")
     from eval.prompts import load_prompts
 
     return load_prompts(prompt_set)
@@ -44,7 +45,7 @@ def make_train(service: StudioService):
     ):  # fmt: skip
         """Alg. 1 (collect) then Alg. 2 (train); yields (status, loss figure, checkpoint file)."""
         if model not in service.models():
-            raise ValueError(
+            raise UserError(
                 f"model {model!r} is not available here; choose one of {', '.join(service.models())}"
             )
         prompts = _prompts(prompts_text, prompt_set)[: int(max_prompts)]
@@ -67,7 +68,7 @@ def make_train(service: StudioService):
             raise job.error
         best = out / "best" / "npnet.safetensors"
         if not best.is_file():
-            raise ValueError("training stopped before the first epoch finished; no checkpoint was written")
+            raise UserError("training stopped before the first epoch finished; no checkpoint was written")
         note = "Stopped early; " if isinstance(job.error, TrainingStopped) else ""
         yield (
             f"{head} {note}Best checkpoint `{best}` — pick it in Generate -> NPNet checkpoint.",

@@ -17,6 +17,8 @@ from functools import cache
 
 import numpy as np
 
+from npnet.errors import UserError
+
 IMAGE_SIZE = 64
 BACKGROUND = (255, 255, 255)
 PALETTE: dict[str, tuple[int, int, int]] = {
@@ -118,7 +120,7 @@ def all_specs() -> tuple[CaptionSpec, ...]:
 def specs_for(split: str) -> dict[str, tuple[CaptionSpec, ...]]:
     """Captions of one split, grouped by kind."""
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise UserError(f"split must be one of {SPLITS}, got {split!r}")
     want = split == "heldout"
     return {kind: tuple(s for s in all_specs() if s.kind == kind and is_heldout(s) == want) for kind in KINDS}
 
@@ -174,7 +176,7 @@ def parse_caption(caption: str) -> CaptionSpec:
         return CaptionSpec("count", ((m["c1"], m["s1"][:-1]),) * _COUNT_BY_WORD[m["n"]])
     if m := _REL_RE.match(text):
         return CaptionSpec("relation", ((m["c1"], m["s1"]), (m["c2"], m["s2"])), _REL_BY_PHRASE[m["rel"]])
-    raise ValueError(
+    raise UserError(
         f"caption {caption!r} is outside the micro grammar; use e.g. 'a red circle', 'three blue squares' "
         "or 'a red circle to the left of a blue square' (colours: "
         f"{', '.join(COLOURS)}; shapes: {', '.join(SHAPES)})"

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionXLPipeline
 
+from npnet.errors import UserError
 from npnet.paths import MICRO_ASSETS
 
 GENERATOR_DIR = MICRO_ASSETS / "generator"
@@ -25,7 +26,7 @@ def load_micro_pipeline(
     """The trained micro StableDiffusionXLPipeline from ``path`` (default: the shipped one), never downloading."""
     folder = Path(path) if path is not None else GENERATOR_DIR
     if not (folder / "model_index.json").exists():
-        raise ValueError(
+        raise UserError(
             f"no micro generator at {folder} (model_index.json missing); produce it with `{TRAIN_COMMAND}` "
             "or pass path= to a folder written by that command"
         )

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from npnet.errors import UserError
 from npnet.worlds.micro.grammar import BACKGROUND, IMAGE_SIZE, PALETTE, Scene, sample_scene
 
 
@@ -21,7 +22,7 @@ def _draw_object(draw: ImageDraw.ImageDraw, shape: str, colour: str, x: float, y
     elif shape == "triangle":
         draw.polygon([(x - half, y + half), (x + half, y + half), (x, y - half)], fill=fill)
     else:
-        raise ValueError(f"unknown shape {shape!r}")
+        raise UserError(f"unknown shape {shape!r}")
 
 
 def render_scene(scene: Scene) -> Image.Image:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from npnet.errors import UserError
 from npnet.io import atomic_write_json, atomic_write_with
 from npnet.worlds.micro.components import MICRO_CONFIG, MicroConfig, build_components, build_pipeline
 from npnet.worlds.micro.grammar import IMAGE_SIZE, KINDS, parse_caption
@@ -276,7 +277,7 @@ def train(
     """Run (or resume) training until done or ``stop_after_steps`` steps in this call; returns the trainer."""
     out = Path(out)
     if (out / "latest.json").exists() and not resume:
-        raise ValueError(
+        raise UserError(
             f"{out} already holds a training run; pass --resume to continue it or choose a new --out"
         )
     out.mkdir(parents=True, exist_ok=True)

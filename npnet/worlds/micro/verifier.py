@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from npnet.errors import UserError
 from npnet.worlds.micro.grammar import BACKGROUND, COLOURS, PALETTE, SHAPES, CaptionSpec, parse_caption
 
 _REFS = np.array([PALETTE[c] for c in COLOURS] + [BACKGROUND], dtype=np.float32)  # (C+1, 3)
@@ -85,7 +86,7 @@ class MicroVerifier:
 
     def score(self, images: list[Image.Image], prompts: list[str]) -> torch.Tensor:
         if len(images) != len(prompts):
-            raise ValueError(
+            raise UserError(
                 f"got {len(images)} images but {len(prompts)} prompts; pass one prompt per image"
             )
         return torch.tensor([self.score_one(im, p) for im, p in zip(images, prompts)], dtype=torch.float32)
