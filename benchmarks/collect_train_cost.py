@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from npnet.data.collect import collect  # noqa: E402
+from npnet.data.collect import CollectConfig, collect  # noqa: E402
 from npnet.model import NPNET_PRESETS, NPNet  # noqa: E402
 
 PROMPTS = ["a red cube on a wooden table", "a cat wearing a hat", "a lighthouse at dusk", "two apples"]
@@ -70,22 +70,11 @@ def measure_collection(pairs: int, steps: int) -> dict[str, float]:
         t_enc = _median_s(lambda: encode_prompt(pipe, PROMPTS[1]), 10)
     per_prompt = math.ceil(pairs / len(PROMPTS))
     with tempfile.TemporaryDirectory() as tmp:
-        collect(
-            service, "tiny-sdxl", PROMPTS[:1], 1, Path(tmp) / "warm", brightness, steps=steps, progress=False
-        )
+        warm = CollectConfig("tiny-sdxl", str(Path(tmp) / "warm"), 1, steps=steps)
+        collect(service, warm, PROMPTS[:1], brightness, progress=False)
         prompts = PROMPTS[: math.ceil(pairs / per_prompt)]
-        out = Path(tmp) / "npd"
-        result = collect(
-            service,
-            "tiny-sdxl",
-            prompts,
-            per_prompt,
-            out,
-            brightness,
-            steps=steps,
-            shard_size=pairs,
-            progress=False,
-        )
+        config = CollectConfig("tiny-sdxl", str(Path(tmp) / "npd"), per_prompt, steps=steps, shard_size=pairs)
+        result = collect(service, config, prompts, brightness, progress=False)
     times = {"cfg": t_cfg, "cfg2": t_cfg2, "vae2": t_vae2, "enc": t_enc}
     return {"pair": result.seconds_per_sample, "pairs": result.collected, **times}
 

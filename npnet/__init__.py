@@ -2,7 +2,7 @@
 
 The public face::
 
-    from npnet import NPNet, NPNetConfig, load_npnet, save_npnet, GoldenNoiseService, GenerationRequest
+    from npnet import NPNet, NPNetConfig, load_npnet, save_npnet, save_official, GoldenNoiseService, GenerationRequest
 
 Names are imported on first use, so ``import npnet.io`` does not pull in torch or diffusers.
 """
