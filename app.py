@@ -17,6 +17,9 @@ import os
 import signal
 import sys
 
+from npnet.checkpoints import load_npnet
+from npnet.diffusion.loading import resolve_npnet_spec
+from npnet.errors import UserError
 from studio.config import build_parser, config_from_args
 from studio.tempfiles import TempFiles
 
@@ -63,16 +66,36 @@ def build_demo(service):
     return demo
 
 
+def check_startup(service) -> None:
+    """Fail at once (before serving) on a launch flag that cannot work: the --npnet checkpoint must load."""
+    if service.config.npnet:
+        preset = service.preset(service.default_model)
+        load_npnet(resolve_npnet_spec(preset, service.config.npnet))
+
+
+def fail(err: Exception) -> None:
+    """A launch error: one line on stderr, exit status 2 (a usage error)."""
+    print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(args: argparse.Namespace):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+    except UserError as err:
+        fail(err)
     temp = TempFiles(config.temp_dir)  # removed at exit (atexit), also on SIGTERM:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     os.environ["GRADIO_TEMP_DIR"] = str(temp.gradio_dir)  # before gradio is imported
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(temp.examples_dir)
     from studio.service import StudioService
 
-    service = StudioService(config, temp)
+    try:
+        service = StudioService(config, temp)
+        check_startup(service)
+    except UserError as err:
+        fail(err)
     logging.getLogger("studio").info(
         "default model %s on %s (hub %s); temporary files in %s",
         service.default_model, service.engine.device, "offline" if service.offline else "online", temp.root,
@@ -85,7 +108,7 @@ def main(args: argparse.Namespace):
         share=config.share,
         auth=config.auth,
         max_file_size=f"{config.max_upload_mb}mb",
-        allowed_paths=[str(temp.root), str(config.runs_path)],
+        allowed_paths=[],  # only Gradio's own cache (uploads, outputs, per-download folders) is served
         show_error=True,
     )
     return demo

@@ -21,7 +21,7 @@ from npnet.training.train import BATCH_PROMPT, LR_SCHEDULES, TrainConfig, TrainR
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     d = TrainConfig(data="", out="")
-    parser.add_argument("--data", required=True, help="noise prompt dataset folder (npnet collect / import)")
+    parser.add_argument("--data", required=True, help="noise prompt dataset folder (python -m cli collect / import-official)")
     parser.add_argument("--out", required=True, help="checkpoint folder (best/, last/, logs)")
     parser.add_argument("--preset", default=d.preset, help=f"NPNet architecture: {', '.join(NPNET_PRESETS)}")
     parser.add_argument("--epochs", type=int, default=d.epochs)

@@ -43,12 +43,17 @@ class LaunchConfig:
     cache_examples: str = "auto"  # auto: eager for offline models (cheap), lazy for hub models
     cpu_offload: bool = False
     max_upload_mb: int = 200
+    max_loaded_models: int = 1  # pipelines kept in memory (least recently used one goes first)
+    max_train_pairs: int = 256  # noise pairs one Train-tab run may collect
+    allow_npnet: tuple[str, ...] = ()  # NPNet specs (paths, hub ids) a shared app's visitors may type
+    publish: tuple[str, ...] = ()  # evaluation run folders and NPNet checkpoints every visitor sees
 
     def __post_init__(self):
         if self.cache_examples not in CACHE_MODES:
             raise UserError(f"cache_examples must be one of {', '.join(CACHE_MODES)}")
-        if self.queue_size < 1 or self.max_seeds < 1 or self.max_upload_mb < 1:
-            raise UserError("queue_size, max_seeds and max_upload_mb must be >= 1")
+        for name in ("queue_size", "max_seeds", "max_upload_mb", "max_loaded_models", "max_train_pairs"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.max_eval_prompts is not None and self.max_eval_prompts < 1:
             raise UserError("max_eval_prompts must be >= 1")
 
@@ -122,6 +127,16 @@ def _auth(value: str) -> tuple[str, str]:
     return user, password
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1; got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = LaunchConfig()
     p = argparse.ArgumentParser(description="NPNet Studio: golden noise for diffusion models, side by side")
@@ -135,19 +150,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="server host (default 127.0.0.1; 0.0.0.0 on Spaces)")
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--auth", type=_auth, default=None, metavar="USER:PASS")
-    p.add_argument("--queue-size", type=int, default=d.queue_size, help="max queued requests")
+    p.add_argument("--queue-size", type=_positive_int, default=d.queue_size, help="max queued requests")
     p.add_argument("--offline", action="store_true", default=None, help="never contact the hub")
     p.add_argument("--allow-training", action="store_true", help="enable the Train tab when shared")
-    p.add_argument("--max-eval-prompts", type=int, default=None, help="cap on prompts per evaluation run")
-    p.add_argument("--max-seeds", type=int, default=d.max_seeds, help="cap on the Seeds tab grid")
-    p.add_argument("--temp-dir", default=None, help="temporary files (default: a fresh dir, removed at exit)")
+    p.add_argument("--max-eval-prompts", type=_positive_int, default=None, help="cap on prompts per evaluation")
+    p.add_argument("--max-seeds", type=_positive_int, default=d.max_seeds, help="cap on seeds per request")
+    p.add_argument(
+        "--temp-dir", default=None, help="where temporary files go: a fresh private folder is made inside it"
+    )
     p.add_argument("--runs-dir", default=d.runs_dir, help="evaluation and training runs")
     p.add_argument("--cache-examples", default=d.cache_examples, choices=CACHE_MODES)
     p.add_argument("--cpu-offload", action="store_true", help="enable_model_cpu_offload on CUDA (less VRAM)")
-    p.add_argument("--max-upload-mb", type=int, default=d.max_upload_mb)
+    p.add_argument("--max-upload-mb", type=_positive_int, default=d.max_upload_mb)
+    p.add_argument(
+        "--max-loaded-models", type=_positive_int, default=d.max_loaded_models,
+        help="pipelines kept in memory at once (least recently used is unloaded)",
+    )
+    p.add_argument(
+        "--allow-npnet", action="append", default=[], metavar="SPEC",
+        help="an NPNet checkpoint (path or hub id) visitors of a shared app may choose (repeatable)",
+    )
+    p.add_argument(
+        "--publish", action="append", default=[], metavar="PATH",
+        help="an evaluation run folder or NPNet checkpoint every visitor sees (repeatable)",
+    )
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> LaunchConfig:
     fields = {f.name for f in dataclasses.fields(LaunchConfig)}
-    return LaunchConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    values.update(allow_npnet=tuple(args.allow_npnet), publish=tuple(args.publish))
+    return LaunchConfig(**values)

@@ -1,13 +1,21 @@
-"""Turn exceptions into ``gr.Error`` messages that say what to change; the server keeps running."""
+"""Turn exceptions into ``gr.Error`` messages; the server keeps running.
+
+Bad input (``UserError``) is shown as it is; out-of-memory gets a hint saying what to change; anything
+else is a bug or an environment failure: it is logged with its traceback under a short id and the
+user sees "internal error, logged as <id>" (no server details leak into the page).
+"""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import logging
+import uuid
 
 import gradio as gr
 import torch
+
+from npnet.errors import UserError
 
 log = logging.getLogger("studio")
 OOM_HINT = (
@@ -17,15 +25,17 @@ OOM_HINT = (
 
 
 def to_gr_error(err: Exception) -> gr.Error:
-    """A user-facing error for ``err``: its own message for bad input, a hint for OOM, else a summary."""
+    """A user-facing error for ``err``: its own message for bad input, a hint for OOM, else a logged id."""
     if isinstance(err, gr.Error):
         return err
+    if isinstance(err, UserError):
+        return gr.Error(str(err), duration=None)  # stays until closed: the outputs keep the last result
     if isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower():
-        return gr.Error(OOM_HINT)
-    if isinstance(err, (ValueError, FileNotFoundError, KeyError)):
-        return gr.Error(str(err).strip("'\""))
-    log.exception("unexpected error in a request", exc_info=err)
-    return gr.Error(f"internal error ({type(err).__name__}: {err}); the server is still running")
+        log.warning("out of memory in a request: %s", str(err).splitlines()[0][:300])
+        return gr.Error(OOM_HINT, duration=None)
+    error_id = uuid.uuid4().hex[:8]
+    log.error("internal error %s in a request", error_id, exc_info=err)
+    return gr.Error(f"internal error, logged as {error_id}; the server is still running", duration=None)
 
 
 def user_errors(fn):

@@ -52,15 +52,8 @@ def new_run_dir(service: StudioService, label: str) -> Path:
     return eval_root(service) / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{uuid.uuid4().hex[:6]}"
 
 
-def previous_runs(service: StudioService) -> list[str]:
-    """Run directories with a manifest, newest first."""
-    root = eval_root(service)
-    runs = [p.parent for p in root.glob("*/manifest.json")] if root.is_dir() else []
-    return [str(p) for p in sorted(runs, key=lambda p: p.name, reverse=True)]
-
-
 def check_prompt_file(path: str, max_mb: int = MAX_PROMPT_FILE_MB) -> Path:
-    """An uploaded prompt file with a supported suffix and a sane size."""
+    """An uploaded prompt file with a supported suffix and a sane size (the caller checks it is an upload)."""
     file = Path(path)
     if file.suffix.lower() not in PROMPT_FILE_SUFFIXES:
         raise UserError(f"{file.name}: upload prompts as {', '.join(PROMPT_FILE_SUFFIXES)}")
@@ -69,19 +62,24 @@ def check_prompt_file(path: str, max_mb: int = MAX_PROMPT_FILE_MB) -> Path:
     return file
 
 
-def parse_seeds(text: str) -> tuple[int, ...]:
-    """ "0,1,2" or "0-3" -> (0, 1, 2[, 3]); a clear error otherwise."""
-    seeds: list[int] = []
-    for part in str(text).replace(" ", "").split(","):
+def parse_seeds(text: str, max_count: int = 32) -> tuple[int, ...]:
+    """ "0,1,2" or "0-3" -> (0, 1, 2[, 3]); ranges are checked against ``max_count`` before they are expanded."""
+    bounds = []
+    for part in str(text)[:1000].replace(" ", "").split(","):
         if not part:
             continue
         low, sep, high = part.partition("-")
-        if not low.isdigit() or (sep and not high.isdigit()):
-            raise UserError(f"seeds {text!r}: write non-negative integers like '0,1,2' or a range '0-7'")
-        seeds.extend(range(int(low), int(high) + 1) if sep else [int(low)])
-    if not seeds:
+        if not low.isdigit() or (sep and not high.isdigit()) or len(low) > 18 or len(high) > 18:
+            raise UserError(f"seeds {str(text)[:80]!r}: write non-negative integers like '0,1,2' or a range '0-7'")
+        bounds.append((int(low), int(high) if sep else int(low)))
+    if not bounds:
         raise UserError("give at least one seed, e.g. '0' or '0,1'")
-    return tuple(dict.fromkeys(seeds))
+    if any(high < low for low, high in bounds):
+        raise UserError(f"seeds {str(text)[:80]!r}: a range goes from low to high, e.g. '0-7'")
+    count = sum(high - low + 1 for low, high in bounds)
+    if count > max_count:
+        raise UserError(f"{count} seeds asked; this server runs at most {max_count} per request")
+    return tuple(dict.fromkeys(s for low, high in bounds for s in range(low, high + 1)))
 
 
 def apply_caps(service: StudioService, fields: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -119,7 +117,7 @@ def config_for(service: StudioService, fields: dict[str, Any], out: Path):
     )
 
 
-def config_from_run(service: StudioService, run_dir: str):
+def config_from_run(service: StudioService, run_dir: Path):
     """The BenchmarkConfig stored in a run directory's manifest (to resume it)."""
     path = Path(run_dir) / "manifest.json"
     if not path.is_file():
@@ -147,13 +145,15 @@ def per_prompt_table(rows: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFra
     return wide.reset_index().round(5)
 
 
-def sample_images(rows: pd.DataFrame, prompt_index: int, seed: int) -> list[tuple[str, str]]:
-    """(image path, caption) of every method for one (prompt, seed) of a run."""
+def sample_images(rows: pd.DataFrame, prompt_index: int, seed: int) -> list[tuple[Any, str]]:
+    """(image, caption) of every method for one (prompt, seed) of a run (images, not server paths)."""
+    from PIL import Image
+
     pick = rows[(rows["prompt_index"] == prompt_index) & (rows["seed"] == seed)]
     if "image" not in pick:
         return []
     return [
-        (str(r["image"]), f"{r['method']} · seed {seed}")
+        (Image.open(r["image"]).convert("RGB"), f"{r['method']} · seed {seed}")
         for _, r in pick.iterrows()
         if isinstance(r["image"], str) and Path(r["image"]).is_file()
     ]
@@ -204,7 +204,7 @@ def run_evaluation(
     status = (
         f"{'**Stopped**' if result.stopped else '**Done**'}: {counts.get('computed', 0)} samples computed, "
         f"{counts.get('skipped', 0)} resumed from disk, {counts.get('errors', 0)} errors, of "
-        f"{counts.get('samples', 0)}{note}. Run directory: `{result.run_dir}`"
+        f"{counts.get('samples', 0)}{note}. Run id: `{result.run_dir}`"
     )
     return EvalOutcome(
         run_dir=Path(result.run_dir),

@@ -13,6 +13,7 @@ from typing import Any
 from npnet.engine import GenerationRequest
 from npnet.errors import UserError
 from studio.service import StudioService
+from studio.sessions import NO_SESSION
 
 
 def whole_number(name: str, value: Any, low: int = 0) -> int:
@@ -54,8 +55,8 @@ class GenerateForm:
         return cls(prompt, "", seed, model, service.default_npnet(model), p.scheduler, p.steps,
                    p.guidance_scale, p.width, p.height)  # fmt: skip
 
-    def request(self, service: StudioService, methods) -> GenerationRequest:
-        """Validate the form and build the request (ValueError with the fix on bad input)."""
+    def request(self, service: StudioService, methods, session: str = NO_SESSION) -> GenerationRequest:
+        """Validate the form and build the request (UserError with the fix on bad input)."""
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise UserError("the prompt is empty: describe the image you want, e.g. 'a red circle'")
         models = service.models()
@@ -74,13 +75,15 @@ class GenerateForm:
             width=whole_number("width", self.width, 1),
             height=whole_number("height", self.height, 1),
             methods=tuple(methods),
-            npnet=self._npnet(service),
+            npnet=self._npnet(service, session),
         )
 
-    def _npnet(self, service: StudioService) -> str | None:
-        """The NPNet override: what the user chose, or None for the preset's own checkpoint."""
-        chosen = (self.npnet or "").strip() or service.default_npnet(self.model) or None
-        return None if chosen == service.preset(self.model).npnet_checkpoint else chosen
+    def _npnet(self, service: StudioService, session: str) -> str | None:
+        """The NPNet override: what the user chose (if this server allows it), or None for the preset's own."""
+        chosen = str(self.npnet or "").strip() or service.default_npnet(self.model) or None
+        if chosen == service.preset(self.model).npnet_checkpoint:
+            return None
+        return service.check_npnet(self.model, chosen, session)
 
 
 def _number(name: str, value: Any) -> float:

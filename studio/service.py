@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
 import time
+import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from npnet.diffusion.presets import MODEL_PRESETS, get_model_preset
 from npnet.engine import METHODS, GenerationRequest, GenerationResult, GoldenNoiseService
 from npnet.errors import UserError
 from npnet.io import versions
 from studio.config import LaunchConfig, default_model, resolve_offline
+from studio.sessions import Sessions
 from studio.tempfiles import TempFiles
+
+log = logging.getLogger("studio")
 
 OFFLINE_METRICS = ("micro", "toy-brightness", "toy-colorfulness")
 ONLINE_DEFAULT_METRICS = ("pickscore", "hpsv2")
@@ -67,6 +74,7 @@ class StudioService:
             dtype=config.dtype,
             offline=self.offline,
             cpu_offload=config.cpu_offload,
+            max_loaded=config.max_loaded_models,
             progress=False,
         )
         self.has_gpu = self.engine.device.type == "cuda"
@@ -75,6 +83,7 @@ class StudioService:
         self._scorers: dict[str, Any] = {}
         self._scorer_lock = threading.Lock()
         self._stops: dict[str, threading.Event] = {}
+        self.sessions = Sessions(config.publish)
 
     # -- models and checkpoints --------------------------------------------------------------------
     def models(self) -> list[str]:
@@ -91,17 +100,33 @@ class StudioService:
             return self.config.npnet
         return self.preset(model).npnet_checkpoint or ""
 
-    def npnet_choices(self, model: str) -> list[str]:
-        """Known checkpoints that fit ``model``: its default, the released ones, and Train-tab outputs."""
+    def npnet_choices(self, model: str, session: str) -> list[str]:
+        """Checkpoints offered for ``model``: its default, the released ones, the operator's allow-list and
+        published checkpoints, and this session's own Train-tab outputs."""
         from npnet.checkpoints import HUB_CHECKPOINTS
 
         preset = self.preset(model)
         choices = [self.default_npnet(model)]
         if not self.offline:
             choices += [n for n, c in HUB_CHECKPOINTS.items() if c.family == preset.npnet_preset]
-        trained = sorted((self.config.runs_path / "train").glob("*/best/npnet.safetensors"))
-        choices += [str(p) for p in trained]
+        choices += [*self.config.allow_npnet, *self.sessions.checkpoints(session)]
         return list(dict.fromkeys(c for c in choices if c))
+
+    def is_upload(self, path) -> bool:
+        """Whether ``path`` is a file Gradio stored as an upload of this app (its own temporary folder)."""
+        try:
+            return Path(path).resolve().is_relative_to(self.temp.gradio_dir.resolve()) and Path(path).is_file()
+        except (OSError, ValueError):
+            return False
+
+    def check_npnet(self, model: str, spec: str | None, session: str) -> str | None:
+        """The NPNet ``spec`` a visitor chose, if this server lets them use it (always, unless shared)."""
+        if not spec or not self.config.shared or spec in self.npnet_choices(model, session) or self.is_upload(spec):
+            return spec
+        raise UserError(
+            f"NPNet {spec[:120]!r} is not offered on this shared server; choose one from the list or upload "
+            "a checkpoint (the operator can allow more with --allow-npnet)"
+        )
 
     def metric_choices(self) -> list[str]:
         from eval.metrics import available_scorers
@@ -164,8 +189,16 @@ class StudioService:
         for metric in metrics:
             try:
                 values = self.scorer(metric)(images, [pair.prompt] * len(images)).tolist()
-            except (ValueError, OSError, RuntimeError, ImportError) as err:
+            except (UserError, OSError, ImportError) as err:  # a scorer that cannot run here (weights, offline)
+                log.warning("metric %s unavailable: %s", metric, str(err).splitlines()[0][:300])
                 pair.score_errors[metric] = str(err).split("\n")[0][:300]
+                continue
+            except torch.OutOfMemoryError:
+                raise
+            except RuntimeError as err:
+                error_id = uuid.uuid4().hex[:8]
+                log.error("metric %s failed (internal error %s)", metric, error_id, exc_info=err)
+                pair.score_errors[metric] = f"internal error, logged as {error_id}"
                 continue
             pair.scores[metric] = dict(zip(methods, values))
 
@@ -228,8 +261,7 @@ class StudioService:
         """A zip of one PNG per method, ``latents.safetensors`` and ``meta.json`` in a request folder."""
         from safetensors.torch import save
 
-        folder = self.temp.new_dir(f"seed{pair.result.settings['seed']}")
-        path = folder / f"npnet_pair_seed{pair.result.settings['seed']}.zip"
+        path = self.temp.download_dir() / f"npnet_pair_seed{pair.result.settings['seed']}.zip"
         latents = {k: v.contiguous() for k, v in pair.result.latents.items()}
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for method, image in pair.result.images.items():
@@ -242,10 +274,15 @@ class StudioService:
 
     # -- cancellation ------------------------------------------------------------------------------
     def stop_flag(self, session: str) -> threading.Event:
-        """A fresh cancel flag for ``session``'s next long job."""
+        """A fresh cancel flag for ``session``'s next long job; ``release`` it when the job ends."""
         event = threading.Event()
         self._stops[session] = event
         return event
+
+    def release(self, session: str, event: threading.Event) -> None:
+        """Forget a finished job's cancel flag (a newer job of the session keeps its own)."""
+        if self._stops.get(session) is event:
+            del self._stops[session]
 
     def request_stop(self, session: str) -> bool:
         event = self._stops.get(session)

@@ -1,8 +1,15 @@
-"""Temporary files of the app in one configurable directory: per-request folders swept by age, all removed at exit."""
+"""Temporary files of the app in one private directory: per-request folders swept by age, all removed at exit.
+
+``--temp-dir DIR`` names where that directory is made (a fresh private subfolder of DIR), never a folder
+whose existing files the app would serve. Files handed to clients live under Gradio's own upload/cache
+folder in unguessable per-download folders (``download_dir``); nothing else is ever served.
+"""
 
 from __future__ import annotations
 
 import atexit
+import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -14,9 +21,10 @@ from pathlib import Path
 class TempFiles:
     """``root/gradio`` (GRADIO_TEMP_DIR), ``root/examples`` (example cache) and ``root/requests/<id>``."""
 
-    def __init__(self, root: str | None = None, max_age_s: float = 3600.0):
-        self.owned = root is None
-        self.root = Path(tempfile.mkdtemp(prefix="npnet-studio-") if root is None else root).resolve()
+    def __init__(self, parent: str | None = None, max_age_s: float = 3600.0):
+        if parent is not None:
+            Path(parent).mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix="npnet-studio-", dir=parent)).resolve()  # mode 0700
         self.max_age_s = max_age_s
         self._lock = threading.Lock()
         for sub in ("gradio", "examples", "requests"):
@@ -30,6 +38,19 @@ class TempFiles:
     @property
     def examples_dir(self) -> Path:
         return self.root / "examples"
+
+    def download_dir(self) -> Path:
+        """A fresh folder inside Gradio's cache with a 128-bit random name: what the app hands to one client."""
+        path = self.gradio_dir / f"dl-{secrets.token_hex(16)}"
+        path.mkdir(parents=True)
+        return path
+
+    def for_download(self, source: str | os.PathLike) -> str:
+        """A copy of a file the app wrote, in a fresh download folder; the path to return to the client."""
+        source = Path(source)
+        target = self.download_dir() / source.name
+        shutil.copyfile(source, target)
+        return str(target)
 
     def new_dir(self, prefix: str) -> Path:
         """A fresh folder for one request's files (older request folders are swept first)."""
@@ -50,8 +71,5 @@ class TempFiles:
         return removed
 
     def cleanup(self) -> None:
-        """Remove everything the app wrote; the root itself too when this object created it."""
-        for sub in ("requests", "gradio", "examples"):
-            shutil.rmtree(self.root / sub, ignore_errors=True)
-        if self.owned:
-            shutil.rmtree(self.root, ignore_errors=True)
+        """Remove everything the app wrote (the private root included)."""
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,12 +1,14 @@
 """Collect a small noise prompt dataset and train / fine-tune an NPNet from the app (Alg. 1 + Alg. 2).
 
-``collect_npd`` runs ``npnet.data.collect.collect`` with the app's engine and a scorer as the filter;
+``plan_training`` checks every setting before any work; ``collect_pairs`` runs ``npnet.data.collect.collect``
+with the app's engine and a scorer as the filter;
 ``start_training`` runs ``npnet.training.train.train`` in a thread and streams one record per epoch through a
 queue, so the tab can redraw the loss curve live and stop between epochs.
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -15,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eval.prompts import available_prompt_sets, load_prompts
 from eval.training_plots import loss_figure
 from npnet.checkpoints import save_npnet
 from npnet.data.collect import CollectConfig, collect
 from npnet.errors import UserError
 from npnet.training.state import read_step_losses
 from npnet.training.train import TrainConfig, train
+from studio.form import whole_number
 from studio.service import StudioService
 
 INITS = ("fine-tune the model's NPNet", "random")
@@ -54,40 +58,103 @@ def new_train_dir(service: StudioService, model: str) -> Path:
     )
 
 
-def collect_npd(
-    service: StudioService,
-    model: str,
-    prompts: list[str],
-    seeds_per_prompt: int,
-    steps: int,
-    scorer: str,
-    margin: float,
-    out: Path,
-):
-    """Alg. 1 on the app's engine: x_T, x'_T (re-denoise), both images scored; every sample recorded."""
-    if not prompts:
-        raise UserError("give at least one prompt to collect noise pairs for")
-    if seeds_per_prompt < 1 or len(prompts) * seeds_per_prompt < 4:
+@dataclass(frozen=True)
+class TrainForm:
+    """The Train tab's fields, validated into a plan before anything is collected or written."""
+
+    model: str
+    npnet: str
+    prompts_text: str
+    prompt_set: str
+    max_prompts: Any
+    seeds_per_prompt: Any
+    steps: Any
+    scorer: str
+    margin: Any
+    select: bool
+    init: str
+    epochs: Any
+    batch_size: Any
+    lr: Any
+    val_fraction: Any
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """What one Train-tab run will do: Alg. 1 settings, the prompts, Alg. 2 settings and the fine-tuning start."""
+
+    out: Path
+    prompts: list[str]
+    collect: CollectConfig
+    train: TrainConfig
+    init_npnet: str | None  # the NPNet to fine-tune (None: the preset's), or unused for a random init
+
+
+def plan_training(service: StudioService, form: TrainForm, session: str) -> TrainPlan:
+    """Check every setting (and load the NPNet to fine-tune) before collection; UserError says the fix."""
+    if form.model not in service.models():
+        raise UserError(f"model {form.model!r} is not available here; choose one of {', '.join(service.models())}")
+    if form.init not in INITS:
+        raise UserError(f"initialisation must be one of {', '.join(INITS)}")
+    prompts = _prompts(form.prompts_text, form.prompt_set)[: whole_number("max prompts", form.max_prompts, 1)]
+    seeds = whole_number("seeds per prompt", form.seeds_per_prompt, 1)
+    if len(prompts) * seeds < 4:
         raise UserError("collect at least 4 pairs (prompts x seeds per prompt) so a validation split exists")
-    config = CollectConfig(
-        model=model, out=str(out), seeds_per_prompt=seeds_per_prompt, steps=steps, margin=margin, scorer_name=scorer
-    )
-    return collect(service.engine, config, prompts, service.scorer(scorer), rank=0, world=1, progress=True)
+    if len(prompts) * seeds > service.config.max_train_pairs:
+        raise UserError(f"{len(prompts) * seeds} pairs asked; this server collects at most {service.config.max_train_pairs}")
+    out = new_train_dir(service, form.model)
+    collect_config = CollectConfig(
+        model=form.model, out=str(out / "npd"), seeds_per_prompt=seeds, steps=whole_number("steps", form.steps, 2),
+        margin=_finite("margin", form.margin), scorer_name=form.scorer,
+    )  # fmt: skip
+    npnet = service.check_npnet(form.model, str(form.npnet or "").strip() or None, session)
+    fine_tune = form.init == INITS[0]
+    train_config = TrainConfig(
+        data=collect_config.out, out=str(out), preset=None if fine_tune else service.preset(form.model).npnet_preset,
+        init=str(out / "init" / "npnet.safetensors") if fine_tune else "random",
+        device="cpu" if service.engine.device.type == "cpu" else "auto",
+        epochs=whole_number("epochs", form.epochs, 1), batch_size=whole_number("batch size", form.batch_size, 1),
+        lr=_finite("learning rate", form.lr), val_fraction=_finite("validation fraction", form.val_fraction),
+        select=bool(form.select),
+    )  # fmt: skip
+    if fine_tune:
+        service.engine.npnet(form.model, npnet)  # a bad checkpoint fails here, before any collection
+    service.scorer(form.scorer)  # so does a scorer that cannot run here
+    return TrainPlan(out, prompts, collect_config, train_config, npnet)
 
 
-def init_checkpoint(service: StudioService, model: str, npnet: str | None, out: Path) -> str:
-    """Save the NPNet the model currently uses (its preset's or ``npnet``) as the fine-tuning start point."""
-    path = out / "init" / "npnet.safetensors"
-    return str(save_npnet(service.engine.npnet(model, npnet or None), path))
+def _finite(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a number; got {value!r}") from None
+    if not math.isfinite(number):
+        raise UserError(f"{name} must be a finite number; got {value}")
+    return number
 
 
-def train_config(service: StudioService, model: str, npd: Path, out: Path, init: str, **opts):
-    """A TrainConfig for the app's device: fine-tune from ``init`` (a checkpoint path) or random."""
-    device = "cpu" if service.engine.device.type == "cpu" else "auto"
-    if init == "random":
-        return TrainConfig(data=str(npd), out=str(out), preset=service.preset(model).npnet_preset,
-                           init="random", device=device, **opts)  # fmt: skip
-    return TrainConfig(data=str(npd), out=str(out), preset=None, init=init, device=device, **opts)
+def _prompts(text: str, prompt_set: str) -> list[str]:
+    """Typed prompts, else a prompt set of the registry (never a path: the UI reads no server files)."""
+    typed = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if typed:
+        return typed
+    names = available_prompt_sets()
+    if prompt_set not in names:
+        raise UserError(f"type prompts (one per line) or pick a prompt set: {', '.join(names)}")
+    return load_prompts(prompt_set)
+
+
+def collect_pairs(service: StudioService, plan: TrainPlan, on_sample=None):
+    """Alg. 1 on the app's engine: x_T, x'_T (re-denoise), both images scored; every sample recorded."""
+    scorer = service.scorer(plan.collect.scorer_name)
+    return collect(service.engine, plan.collect, plan.prompts, scorer, rank=0, world=1, progress=False,
+                   on_sample=on_sample)  # fmt: skip
+
+
+def save_init(service: StudioService, plan: TrainPlan) -> None:
+    """Save the NPNet to fine-tune (the preset's or the chosen one) as the run's start point."""
+    if plan.train.init != "random":
+        save_npnet(service.engine.npnet(plan.collect.model, plan.init_npnet), plan.train.init)
 
 
 def start_training(config, stop: threading.Event) -> TrainingJob:

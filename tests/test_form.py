@@ -3,6 +3,7 @@
 import pytest
 
 from npnet.diffusion.presets import get_model_preset
+from npnet.errors import UserError
 from studio.form import GenerateForm, whole_number
 
 
@@ -17,6 +18,11 @@ class _Service:
 
     def default_npnet(self, model):
         return get_model_preset(model).npnet_checkpoint or ""
+
+    def check_npnet(self, model, spec, session):
+        if spec == "not-allowed":
+            raise UserError("NPNet 'not-allowed' is not offered on this shared server")
+        return spec
 
 
 def _form(**changes) -> GenerateForm:
@@ -52,6 +58,7 @@ def test_gradio_floats_become_ints_and_a_chosen_checkpoint_is_kept():
         ({"steps": 0}, "steps must be a whole number >= 1"),
         ({"guidance_scale": float("inf")}, "guidance scale must be a finite number"),
         ({"seed": "abc"}, "seed must be a whole number"),
+        ({"npnet": "not-allowed"}, "not offered on this shared server"),
     ],
 )
 def test_bad_fields_say_the_fix(changes, message):

@@ -167,8 +167,12 @@ def collect(
     rank: int | None = None,
     world: int | None = None,
     progress: bool = True,
+    on_sample: Callable[[int, int], None] | None = None,
 ) -> CollectResult:
-    """Alg. 1 for this process's blocks; ``scorer(images, prompts) -> tensor[B]`` (higher is better)."""
+    """Alg. 1 for this process's blocks; ``scorer(images, prompts) -> tensor[B]`` (higher is better).
+
+    ``on_sample(done, assigned)`` runs after every sample (progress displays; it may raise to stop).
+    """
     start = time.perf_counter()
     if rank is None or world is None:
         rank, world = dist_rank_world()
@@ -195,6 +199,8 @@ def collect(
             xs.append(x)
             xps.append(xp)
             counts = [counts[0] + 1, counts[1] + row["kept"]]
+            if on_sample is not None:
+                on_sample(resumed + counts[0], assigned)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(f"kept {counts[1]}/{counts[0]}")

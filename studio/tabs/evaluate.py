@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
 from npnet.engine import METHODS
@@ -15,11 +17,12 @@ from studio.evaluation import (
     config_from_run,
     new_run_dir,
     parse_seeds,
-    previous_runs,
     run_evaluation,
     sample_images,
 )
+from studio.form import whole_number
 from studio.service import StudioService
+from studio.sessions import session_of
 from studio.spaces_compat import gpu
 
 CUSTOM_LIST = "(prompts typed below)"
@@ -52,43 +55,52 @@ def custom_fields(
             f"model {model!r} is not available here; choose one of {', '.join(service.models())}"
         )
     if prompts_file:
+        if not service.is_upload(prompts_file):
+            raise UserError("upload the prompt file with the file box; server paths are not read")
         prompts = str(check_prompt_file(prompts_file))
     elif prompts_text and prompts_text.strip():
         prompts = tuple(line.strip() for line in prompts_text.splitlines() if line.strip())
     elif prompt_set and prompt_set != CUSTOM_LIST:
+        if prompt_set not in _prompt_sets():
+            raise UserError(f"unknown prompt set {str(prompt_set)[:80]!r}; choose one of {', '.join(_prompt_sets()[1:])}")
         prompts = prompt_set
     else:
         raise UserError("no prompts: pick a prompt set, type prompts (one per line) or upload a prompt file")
     if not methods or not metrics:
         raise UserError("choose at least one method and one metric")
-    limit = int(limit) if limit else None
-    if limit is not None and limit < 1:
-        raise UserError("limit must be a positive number of prompts (or empty for all)")
-    steps = int(steps) if steps else None
-    fields = {"model": model, "prompts": prompts, "limit": limit, "seeds": parse_seeds(seeds)}
+    limit = whole_number("limit", limit, 1) if limit else None
+    steps = whole_number("steps", steps, 0) or None
+    seeds = parse_seeds(seeds, service.config.max_seeds)
+    fields = {"model": model, "prompts": prompts, "limit": limit, "seeds": seeds}
     return {**fields, "methods": tuple(methods), "metrics": tuple(metrics), "steps": steps}
 
 
 def _outputs(service, outcome):
+    status = outcome.status.replace(str(outcome.run_dir), outcome.run_dir.name)  # no server paths shown
     return (
-        outcome.status,
+        status,
         outcome.summary,
         outcome.win_rates,
         outcome.per_prompt,
-        outcome.files,
-        str(outcome.run_dir),
+        [service.temp.for_download(f) for f in outcome.files],
+        outcome.run_dir.name,
         outcome.rows,
     )
 
 
 def _run(service, config, note, progress, request):
-    stop = service.stop_flag(request.session_hash if request else "api")
+    session = session_of(request)
+    service.sessions.add_run(session, Path(config.out))
+    stop = service.stop_flag(session)
 
     def report(done: int, total: int, desc: str) -> None:
         progress((done, total), desc=desc)
 
     progress(0, desc=f"loading {config.model} and the metrics ...")
-    return _outputs(service, run_evaluation(service, config, report, stop.is_set, note))
+    try:
+        return _outputs(service, run_evaluation(service, config, report, stop.is_set, note))
+    finally:
+        service.release(session, stop)
 
 
 def make_handlers(service: StudioService):
@@ -116,13 +128,14 @@ def make_handlers(service: StudioService):
     @gpu(duration=600)
     @user_errors
     def resume(run_dir, progress=gr.Progress(), request: gr.Request = None):
-        """Continue a previous run directory where it stopped."""
+        """Continue one of this session's previous runs (given by its run id) where it stopped."""
         if not run_dir:
             raise UserError("pick a previous run to resume")
-        return _run(service, config_from_run(service, run_dir), "", progress, request)
+        folder = service.sessions.run_dir(session_of(request), run_dir)
+        return _run(service, config_from_run(service, folder), "", progress, request)
 
     def stop(request: gr.Request = None) -> str:
-        found = service.request_stop(request.session_hash if request else "api")
+        found = service.request_stop(session_of(request))
         return "Stopping after the current sample ..." if found else "Nothing is running in this session."
 
     return evaluate, resume, stop
@@ -181,7 +194,7 @@ def build_evaluate_tab(service: StudioService) -> None:
             )
         run_custom = gr.Button("Run custom", variant="primary", elem_id="eval-run-custom")
     with gr.Row():
-        runs = gr.Dropdown(previous_runs(service), label="Previous runs", allow_custom_value=True, scale=3)
+        runs = gr.Dropdown(service.sessions.runs(""), label="Previous runs", allow_custom_value=True, scale=3)
         resume_btn = gr.Button("Resume run", scale=1)
         cancel = gr.Button("Cancel", variant="stop", scale=1)
     status = gr.Markdown(elem_id="eval-status", label="Status")
@@ -192,7 +205,7 @@ def build_evaluate_tab(service: StudioService) -> None:
     files = gr.File(label="Downloads (summary CSV, rows CSV and parquet, HTML report)", file_count="multiple")
     rows_state = gr.State(time_to_live=3600)
 
-    run_dir = gr.Textbox(label="Run directory", interactive=False, elem_id="eval-run-dir")
+    run_dir = gr.Textbox(label="Run id", interactive=False, elem_id="eval-run-dir")
     outputs = [status, summary, chart, per_prompt, files, run_dir, rows_state]
     form = [model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps]
     events = (
@@ -210,11 +223,11 @@ def build_evaluate_tab(service: StudioService) -> None:
             resume, inputs=runs, outputs=outputs, api_name="resume_evaluation", concurrency_id="gpu"
         ),
     )
-    for event in events:  # list the new run among the previous ones
-        event.then(
-            lambda current: gr.update(choices=previous_runs(service), value=current or None),
-            inputs=run_dir, outputs=runs, api_visibility="private", queue=False,
-        )  # fmt: skip
+    def session_runs(current, request: gr.Request = None):
+        return gr.update(choices=service.sessions.runs(session_of(request)), value=current or None)
+
+    for event in events:  # list the new run among this session's previous ones
+        event.then(session_runs, inputs=run_dir, outputs=runs, api_visibility="private", queue=False)
     cancel.click(stop, outputs=status, queue=False, api_name="cancel_evaluation")
     preset.change(
         lambda name: _fill_from_preset(service, name), inputs=preset,

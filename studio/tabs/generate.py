@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from studio.examples import example_prompts
 from studio.form import GenerateForm
 from studio.render import aspect_size, pair_outputs, size_choices
 from studio.service import StudioService, preset_summary
+from studio.sessions import NO_SESSION, session_of
 from studio.spaces_compat import gpu
 
 METHOD_CHOICES = [
@@ -45,20 +47,20 @@ def make_generate(service: StudioService):
     @user_errors
     def generate(
         prompt, negative_prompt, seed, model, npnet, scheduler, steps, guidance_scale, width, height, methods,
-        metrics, progress=gr.Progress(),
+        metrics, progress=gr.Progress(), request: gr.Request = None,
     ):  # fmt: skip
         """Images of every chosen method from one seed, with scores, costs and a download bundle."""
         form = GenerateForm(
             prompt, negative_prompt, seed, model, npnet, scheduler, steps, guidance_scale, width, height
         )
-        return run_form(service, form, methods, metrics, progress)
+        return run_form(service, form, methods, metrics, progress, session_of(request))
 
     return generate
 
 
-def run_form(service: StudioService, form: GenerateForm, methods, metrics, progress) -> tuple:
+def run_form(service: StudioService, form: GenerateForm, methods, metrics, progress, session: str) -> tuple:
     """Generate the form's request: the tab's outputs and the session's new current pair."""
-    request = form.request(service, methods)
+    request = form.request(service, methods, session)
     progress(0.05, desc=f"loading {request.model} (first use only) ...")
     service.engine.load(request.model, request.npnet, with_npnet="npnet" in request.methods)
     progress(0.3, desc="generating ...")
@@ -66,9 +68,9 @@ def run_form(service: StudioService, form: GenerateForm, methods, metrics, progr
     return (*pair_outputs(service, pair), pair)
 
 
-def _model_defaults(service: StudioService, model: str) -> tuple:
+def _model_defaults(service: StudioService, model: str, request: gr.Request = None) -> tuple:
     p = service.preset(model)
-    choices = service.npnet_choices(model)
+    choices = service.npnet_choices(model, session_of(request))
     return (
         gr.update(choices=choices, value=service.default_npnet(model)),
         gr.update(value=p.scheduler),
@@ -86,6 +88,8 @@ def _check_upload(service: StudioService, path: str | None):
     """An uploaded NPNet checkpoint: right suffix and size, else a clear error; returns the spec to use."""
     if not path:
         return gr.update()
+    if not service.is_upload(path):
+        raise gr.Error("upload the checkpoint with the file box; server paths are not accepted here")
     file = Path(path)
     if file.suffix.lower() not in CHECKPOINT_SUFFIXES:
         raise gr.Error(f"{file.name}: upload an NPNet checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})")
@@ -112,7 +116,7 @@ def build_generate_tab(service: StudioService, pair_state: gr.State) -> Generate
         with gr.Row():
             model_dd = gr.Dropdown(service.models(), value=model, label="Model")
             npnet = gr.Dropdown(
-                service.npnet_choices(model), value=service.default_npnet(model), label="NPNet checkpoint",
+                service.npnet_choices(model, session=""), value=service.default_npnet(model), label="NPNet checkpoint",
                 allow_custom_value=True, info="a name, hub id (owner/repo/file) or local path",
             )  # fmt: skip
             upload = gr.File(label="…or upload one", file_types=list(CHECKPOINT_SUFFIXES), height=90)
@@ -154,7 +158,7 @@ def build_generate_tab(service: StudioService, pair_state: gr.State) -> Generate
     )  # fmt: skip
     dice.click(lambda: random.randint(0, MAX_SEED), outputs=seed, api_visibility="private", queue=False)
     model_dd.change(
-        lambda m: _model_defaults(service, m),
+        functools.partial(_model_defaults, service),
         inputs=model_dd,
         outputs=[npnet, scheduler, steps, cfg, aspect, width, height, metrics, model_note],
         api_visibility="private",
@@ -181,7 +185,7 @@ def _examples(service: StudioService, prompt, seed, outputs) -> None:
     @user_errors
     def run_example(prompt_text, seed_value, progress=gr.Progress()):
         form = GenerateForm.defaults(service, model, prompt_text, seed_value)
-        out = run_form(service, form, ["standard", "npnet"], service.default_metrics(model), progress)
+        out = run_form(service, form, ["standard", "npnet"], service.default_metrics(model), progress, NO_SESSION)
         return out[:-1]  # without the session state
 
     gr.Examples(

@@ -9,9 +9,10 @@ import pandas as pd
 
 from npnet.errors import UserError
 from studio.errors import user_errors
-from studio.form import GenerateForm
+from studio.form import GenerateForm, whole_number
 from studio.render import pair_outputs
 from studio.service import Pair, StudioService
+from studio.sessions import session_of
 from studio.spaces_compat import gpu
 from studio.tabs.generate import GenerateTab
 
@@ -67,21 +68,21 @@ def make_run_seeds(service: StudioService):
     @user_errors
     def run_seeds(
         prompt, negative_prompt, first_seed, count, metric, model, npnet, scheduler, steps, guidance_scale,
-        width, height, progress=gr.Progress(),
+        width, height, progress=gr.Progress(), request: gr.Request = None,
     ):  # fmt: skip
         """Standard and NPNet images for seeds first_seed .. first_seed + count - 1, scored by ``metric``."""
-        count = int(count)
-        if not 1 <= count <= service.config.max_seeds:
+        count = whole_number("seed count", count, 1)
+        if count > service.config.max_seeds:
             raise UserError(f"seed count must be between 1 and {service.config.max_seeds} on this server")
         if not metric:
             raise UserError("choose a metric to rank the seeds")
         form = GenerateForm(
             prompt, negative_prompt, first_seed, model, npnet, scheduler, steps, guidance_scale, width, height
         )
-        request = form.request(service, ("standard", "npnet"))
+        first = form.request(service, ("standard", "npnet"), session_of(request))
         pairs = []
         for k in progress.tqdm(range(count), desc="seeds"):
-            pairs.append(service.generate(dataclasses.replace(request, seed=request.seed + k), [metric]))
+            pairs.append(service.generate(dataclasses.replace(first, seed=first.seed + k), [metric]))
         hib = service.scorer(metric).higher_is_better
         table = seed_table(pairs, metric, hib)
         gallery = [

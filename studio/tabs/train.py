@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import shutil
+
 import gradio as gr
 
+from eval.prompts import available_prompt_sets
 from npnet.errors import UserError
 from studio.errors import user_errors
 from studio.service import StudioService
+from studio.sessions import session_of
 from studio.spaces_compat import gpu
 from studio.training import (
     INITS,
+    TrainForm,
     TrainingStopped,
-    collect_npd,
-    init_checkpoint,
+    TrainPlan,
+    collect_pairs,
     loss_curve,
-    new_train_dir,
+    plan_training,
+    save_init,
     start_training,
-    train_config,
 )
 
 GATED = (
@@ -25,58 +30,68 @@ GATED = (
 )
 
 
-def _prompts(text: str, prompt_set: str) -> list[str]:
-    typed = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    if typed:
-        return typed
-    if not prompt_set:
-        raise UserError("type prompts (one per line) or pick a prompt set")
-    from eval.prompts import load_prompts
-
-    return load_prompts(prompt_set)
-
-
 def make_train(service: StudioService):
     @gpu(duration=900)
     @user_errors
     def collect_and_train(
         model, npnet, prompts_text, prompt_set, max_prompts, seeds_per_prompt, steps, scorer, margin, select,
-        init, epochs, batch_size, lr, progress=gr.Progress(track_tqdm=True), request: gr.Request = None,
+        init, epochs, batch_size, lr, val_fraction=0.25, progress=gr.Progress(), request: gr.Request = None,
     ):  # fmt: skip
         """Alg. 1 (collect) then Alg. 2 (train); yields (status, loss figure, checkpoint file)."""
-        if model not in service.models():
-            raise UserError(
-                f"model {model!r} is not available here; choose one of {', '.join(service.models())}"
-            )
-        prompts = _prompts(prompts_text, prompt_set)[: int(max_prompts)]
-        out = new_train_dir(service, model)
-        stop = service.stop_flag(request.session_hash if request else "api")
-        yield f"Collecting {len(prompts)} x {int(seeds_per_prompt)} noise pairs with {scorer} ...", None, None
-        res = collect_npd(service, model, prompts, int(seeds_per_prompt), int(steps), scorer, float(margin),
-                          out / "npd")  # fmt: skip
-        head = f"Collected {res.collected} pairs ({res.kept} kept by the filter s_0 + {margin} < s'_0) in {res.seconds:.1f} s."
-        start = init_checkpoint(service, model, npnet, out) if init == INITS[0] else "random"
-        config = train_config(service, model, out / "npd", out, start, epochs=int(epochs),
-                              batch_size=int(batch_size), lr=float(lr), select=bool(select))  # fmt: skip
-        job = start_training(config, stop)
-        yield f"{head} Training ...", None, None
-        while (record := job.records.get()) is not None:
-            job.history.append(record)
-            text = f"{head} Epoch {record['epoch']}/{config.epochs}: val MSE {record['val_loss']:.4g} (identity {record['val_identity']:.4g})"
-            yield text, loss_curve(job.history, out), None
-        if job.error is not None and not isinstance(job.error, TrainingStopped):
-            raise job.error
-        best = out / "best" / "npnet.safetensors"
-        if not best.is_file():
-            raise UserError("training stopped before the first epoch finished; no checkpoint was written")
-        note = "Stopped early; " if isinstance(job.error, TrainingStopped) else ""
-        yield (
-            f"{head} {note}Best checkpoint `{best}` — pick it in Generate -> NPNet checkpoint.",
-            loss_curve(job.history, out),
-            str(best),
-        )
+        session = session_of(request)
+        form = TrainForm(model, npnet, prompts_text, prompt_set, max_prompts, seeds_per_prompt, steps, scorer,
+                         margin, select, init, epochs, batch_size, lr, val_fraction)  # fmt: skip
+        plan = plan_training(service, form, session)  # every setting checked before any work
+        stop = service.stop_flag(session)
+        try:
+            yield from _run(service, plan, stop, progress, session)
+        except GeneratorExit:  # the client went away: stop training after the current epoch
+            stop.set()
+            raise
+        except BaseException:
+            shutil.rmtree(plan.out, ignore_errors=True)  # a failed run leaves no folder behind
+            raise
+        finally:
+            service.release(session, stop)
 
     return collect_and_train
+
+
+def _run(service: StudioService, plan: TrainPlan, stop, progress, session: str):
+    """The run itself: collect (first half of the progress bar), then train epoch by epoch (second half)."""
+    n = len(plan.prompts) * plan.collect.seeds_per_prompt
+    yield f"Collecting {len(plan.prompts)} prompts x {plan.collect.seeds_per_prompt} seeds with {plan.collect.scorer_name} ...", None, None
+
+    def collected(done: int, total: int) -> None:
+        progress(0.5 * done / total, desc=f"collecting noise pairs: {done} of {total}")
+        if stop.is_set():
+            raise TrainingStopped("stopped while collecting")
+
+    res = collect_pairs(service, plan, on_sample=collected)
+    margin = plan.collect.margin
+    head = f"Collected {res.collected} pairs ({res.kept} kept by the filter s_0 + {margin} < s'_0) in {res.seconds:.1f} s."
+    save_init(service, plan)
+    job = start_training(plan.train, stop)
+    yield f"{head} Training ...", None, None
+    history = []
+    while (record := job.records.get()) is not None:
+        history.append(record)
+        progress(0.5 + 0.5 * record["epoch"] / plan.train.epochs, desc=f"training: epoch {record['epoch']} of {plan.train.epochs}")
+        text = f"{head} Epoch {record['epoch']}/{plan.train.epochs}: val MSE {record['val_loss']:.4g} (identity {record['val_identity']:.4g})"
+        yield text, loss_curve(history, plan.out), None
+    if job.error is not None and not isinstance(job.error, TrainingStopped):
+        raise job.error
+    best = plan.out / "best" / "npnet.safetensors"
+    if not best.is_file():
+        raise UserError("training stopped before the first epoch finished; no checkpoint was written")
+    service.sessions.add_checkpoint(session, best)
+    note = "Stopped early; " if isinstance(job.error, TrainingStopped) else ""
+    yield (
+        f"{head} {note}Best checkpoint of {n} pairs saved as `{plan.out.name}/best` — choose it in Generate -> "
+        "NPNet checkpoint (this session's list).",
+        loss_curve(history, plan.out),
+        service.temp.for_download(best),
+    )
 
 
 def build_train_tab(service: StudioService) -> None:
@@ -94,10 +109,13 @@ def build_train_tab(service: StudioService) -> None:
         init = gr.Radio(list(INITS), value=INITS[0], label="Initialisation")
     with gr.Row():
         # the micro world trains on its training captions, never on the held-out evaluation ones
-        prompt_set = gr.Textbox(value="micro-train" if model == "micro" else "examples", label="Prompt set")
+        prompt_set = gr.Dropdown(
+            [("(prompts typed here)", ""), *available_prompt_sets()],
+            value="micro-train" if model == "micro" else "examples", label="Prompt set",
+        )  # fmt: skip
         prompts_text = gr.Textbox(label="…or prompts (one per line)", lines=2)
-        max_prompts = gr.Number(value=4, precision=0, minimum=1, label="Max prompts")
-        seeds_per_prompt = gr.Number(value=2, precision=0, minimum=1, label="Seeds per prompt")
+        max_prompts = gr.Number(value=8, precision=0, minimum=1, label="Max prompts")
+        seeds_per_prompt = gr.Number(value=4, precision=0, minimum=1, label="Seeds per prompt")
     with gr.Row():
         steps = gr.Number(value=service.preset(model).collect_steps, precision=0, minimum=2, label="Steps")
         choices = service.metric_choices()
@@ -108,6 +126,7 @@ def build_train_tab(service: StudioService) -> None:
         epochs = gr.Number(value=3, precision=0, minimum=1, label="Epochs")
         batch_size = gr.Number(value=4, precision=0, minimum=1, label="Batch size")
         lr = gr.Number(value=1e-4, label="Learning rate")
+        val_fraction = gr.Slider(0.1, 0.5, value=0.25, step=0.05, label="Validation fraction")
     with gr.Row():
         button = gr.Button("Collect and train", variant="primary", elem_id="train-button")
         stop = gr.Button("Stop after this epoch", variant="stop")
@@ -117,12 +136,12 @@ def build_train_tab(service: StudioService) -> None:
     button.click(
         make_train(service),
         inputs=[model_dd, npnet, prompts_text, prompt_set, max_prompts, seeds_per_prompt, steps, scorer, margin,
-                select, init, epochs, batch_size, lr],
+                select, init, epochs, batch_size, lr, val_fraction],
         outputs=[status, curve, checkpoint], api_name="train", concurrency_id="gpu",
     )  # fmt: skip
 
     def request_stop(request: gr.Request = None) -> str:
-        found = service.request_stop(request.session_hash if request else "api")
+        found = service.request_stop(session_of(request))
         return "Stopping after this epoch ..." if found else "Nothing is training in this session."
 
     stop.click(request_stop, outputs=status, queue=False, api_visibility="private")
