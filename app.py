@@ -89,7 +89,10 @@ def main(args: argparse.Namespace):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     os.environ["GRADIO_TEMP_DIR"] = str(temp.gradio_dir)  # before gradio is imported
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(temp.examples_dir)
+    from starlette.middleware import Middleware
+
     from studio.service import StudioService
+    from studio.upload_guard import UploadGuard
 
     try:
         service = StudioService(config, temp)
@@ -110,6 +113,7 @@ def main(args: argparse.Namespace):
         max_file_size=f"{config.max_upload_mb}mb",
         allowed_paths=[],  # only Gradio's own cache (uploads, outputs, per-download folders) is served
         show_error=True,
+        app_kwargs={"middleware": [Middleware(UploadGuard, upload_dir=temp.gradio_dir)]},
     )
     return demo
 

@@ -37,12 +37,17 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float, log: Path) -
 
 
 @contextlib.contextmanager
-def running_app(workdir: Path, *args: str, timeout: float = 180.0) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``python app.py --port <free> --temp-dir workdir/tmp --runs-dir workdir/runs *args``; yields (url, proc)."""
+def running_app(
+    workdir: Path, *args: str, timeout: float = 180.0, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``python app.py --port <free> --temp-dir workdir/tmp --runs-dir workdir/runs *args``; yields (url, proc).
+
+    ``env`` adds environment variables (e.g. ``SPACE_ID`` to serve as a shared Space would).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = workdir / "app.log"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
     cmd = [sys.executable, str(PROJECT_ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--temp-dir", str(workdir / "tmp"), "--runs-dir", str(workdir / "runs"), *args]
     with open(log, "w") as out:
