@@ -2,8 +2,10 @@
 
 Figures take the ``eval.stats.summarize`` table (and the per-sample rows for distributions):
 win-rate bars with bootstrap CI whiskers and a 50% line (paper Fig. 3), a metric table (Table 2
-style), per-prompt paired differences, and metric-vs-steps curves (Fig. 4) when several step
-counts were run. ``write_report`` writes ``report.html``, ``summary.csv`` and one JSON per figure.
+style), per-prompt paired differences, metric-vs-steps curves (Fig. 4) when several step counts
+were run, and for binary verifiers (e.g. the micro verifier) accuracy bars with CIs annotated with
+rescued/broken counts plus a rescued/broken/McNemar table. ``write_report`` writes ``report.html``,
+``summary.csv`` and one JSON per figure.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from eval.stats import paper_table
+from eval.stats import SUMMARY_COLUMNS, paper_table
 from npnet.errors import UserError
 
 PALETTE = qualitative.Plotly
@@ -75,9 +77,11 @@ def win_rate_figure(summary: pd.DataFrame, baseline: str = "standard", title: st
                     col=c,
                 )
     fig.add_hline(y=50, line_dash="dash", line_color="gray", annotation_text="50%", row="all", col="all")
+    margins = compared["tie_margin"].dropna().unique() if "tie_margin" in compared else []
+    better = "strictly better" if not any(margins) else "better by more than the tie margin"
     fig.update_layout(
         barmode="group",
-        title=title or f"Win rate vs {baseline} (strictly better; 95% paired bootstrap CI)",
+        title=title or f"Win rate vs {baseline} ({better}; 95% paired bootstrap CI)",
         yaxis_title="win rate (%)",
         legend_title="method",
     )
@@ -202,6 +206,130 @@ def steps_figure(summary: pd.DataFrame, metric: str) -> go.Figure:
     return fig
 
 
+def _group_labels(frame: pd.DataFrame) -> pd.Series:
+    """One label per row from the group columns (model, dataset, steps, variant, ...); 'all' if none."""
+    keys = [c for c in frame.columns if c not in SUMMARY_COLUMNS]
+    if not keys:
+        return pd.Series("all", index=frame.index)
+    return frame[keys].astype(str).agg(" / ".join, axis=1)
+
+
+def _binary_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    if "accuracy" not in summary or not summary["accuracy"].notna().any():
+        raise UserError(
+            "no binary-verifier accuracy in the summary; summarise with binary_metrics={metric: threshold}"
+        )
+    return summary[summary["accuracy"].notna()]
+
+
+def _count(value) -> str:
+    return "" if pd.isna(value) else str(int(value))
+
+
+def accuracy_figure(summary: pd.DataFrame, baseline: str = "standard", title: str | None = None) -> go.Figure:
+    """Accuracy (%) per method with 95% prompt-clustered bootstrap CIs, one panel per binary metric.
+
+    Bars are grouped by the summary's group columns; each non-baseline bar is labelled
+    "+rescued / -broken" (vs the baseline on the same prompt and seed) and its hover gives the McNemar
+    p-values and the accuracy difference in percentage points with its CI.
+    """
+    binary = _binary_rows(summary)
+    metrics = list(dict.fromkeys(binary["metric"]))
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics, shared_yaxes=True)
+    colors = _colors(list(dict.fromkeys(binary["method"])))
+    labels = _group_labels(binary)
+    for c, metric in enumerate(metrics, start=1):
+        panel = binary[binary["metric"] == metric]
+        for method, part in panel.groupby("method", sort=False):
+            acc = 100 * part["accuracy"]
+            compared = method != baseline
+            text = [f"+{_count(r)} / -{_count(b)}" if compared and pd.notna(r) else ""
+                    for r, b in zip(part["rescued"], part["broken"])]  # fmt: skip
+            custom = np.stack(
+                [part["rescued"], part["broken"], part["mcnemar_p"], part["prompt_mcnemar_p"],
+                 part["accuracy_diff_pp"], part["accuracy_diff_pp_ci_low"], part["accuracy_diff_pp_ci_high"],
+                 part["n"]], -1,
+            )  # fmt: skip
+            hover = "%{x}: accuracy %{y:.1f}% (n=%{customdata[7]})"
+            if compared:
+                hover += (
+                    f"<br>vs {baseline}: rescued %{{customdata[0]}}, broken %{{customdata[1]}}"
+                    "<br>McNemar p=%{customdata[2]:.3g} (prompt level %{customdata[3]:.3g})"
+                    "<br>accuracy difference %{customdata[4]:+.1f} pp "
+                    "[%{customdata[5]:+.1f}, %{customdata[6]:+.1f}]"
+                )
+            fig.add_trace(
+                go.Bar(
+                    x=labels[part.index],
+                    y=acc,
+                    name=method,
+                    legendgroup=method,
+                    showlegend=c == 1,
+                    marker_color=colors[method],
+                    error_y=dict(
+                        type="data",
+                        symmetric=False,
+                        array=100 * part["accuracy_ci_high"] - acc,
+                        arrayminus=acc - 100 * part["accuracy_ci_low"],
+                    ),
+                    text=text,
+                    textposition="inside",
+                    insidetextanchor="start",
+                    customdata=custom,
+                    hovertemplate=hover + "<extra>" + str(method) + "</extra>",
+                ),
+                row=1,
+                col=c,
+            )
+    fig.update_layout(
+        barmode="group",
+        title=title
+        or f"Accuracy per method (95% prompt-clustered bootstrap CI); bars: +rescued / -broken vs {baseline}",
+        yaxis_title="accuracy (%)",
+        legend_title="method",
+    )
+    fig.update_yaxes(range=[0, 105])
+    return fig
+
+
+def binary_table_figure(
+    summary: pd.DataFrame, baseline: str = "standard", title: str | None = None
+) -> go.Figure:
+    """Table per binary metric and method: accuracy [CI], and vs the baseline rescued, broken, McNemar
+    p (per sample and per prompt) and the accuracy difference in percentage points [CI]."""
+    binary = _binary_rows(summary)
+    keys = [c for c in binary.columns if c not in SUMMARY_COLUMNS]
+    columns = {k: binary[k].astype(str).tolist() for k in keys}
+    columns["metric"] = binary["metric"].tolist()
+    columns["method"] = binary["method"].tolist()
+    columns["pairs"] = [_count(v) for v in binary["n_pairs"]]
+    columns["accuracy % [95% CI]"] = [
+        _cell(100 * a, 100 * lo, 100 * hi, 1)
+        for a, lo, hi in zip(binary["accuracy"], binary["accuracy_ci_low"], binary["accuracy_ci_high"])
+    ]
+    columns["rescued"] = [_count(v) for v in binary["rescued"]]
+    columns["broken"] = [_count(v) for v in binary["broken"]]
+    columns["McNemar p"] = ["" if pd.isna(v) else f"{v:.3g}" for v in binary["mcnemar_p"]]
+    columns["prompt-level p"] = ["" if pd.isna(v) else f"{v:.3g}" for v in binary["prompt_mcnemar_p"]]
+    columns["Δ accuracy pp [95% CI]"] = [
+        _cell(d, lo, hi, 1)
+        for d, lo, hi in zip(
+            binary["accuracy_diff_pp"], binary["accuracy_diff_pp_ci_low"], binary["accuracy_diff_pp_ci_high"]
+        )
+    ]
+    fig = go.Figure(
+        go.Table(
+            header=dict(values=list(columns), align="left"),
+            cells=dict(values=list(columns.values()), align="left"),
+        )
+    )
+    fig.update_layout(
+        title=title
+        or f"Binary verifiers vs {baseline}: rescued (baseline wrong, method right), broken (the reverse)"
+    )
+    return fig
+
+
 def report_figures(
     summary: pd.DataFrame, rows: pd.DataFrame, baseline: str = "standard"
 ) -> dict[str, go.Figure]:
@@ -214,6 +342,9 @@ def report_figures(
             figures[f"delta_{metric}"] = delta_figure(rows, metric, baseline)
         if "steps" in summary and summary.loc[summary["metric"] == metric, "steps"].nunique() >= 2:
             figures[f"steps_{metric}"] = steps_figure(summary, metric)
+    if "accuracy" in summary and summary["accuracy"].notna().any():
+        figures["accuracy"] = accuracy_figure(summary, baseline)
+        figures["rescued_broken"] = binary_table_figure(summary, baseline)
     return figures
 
 
@@ -244,8 +375,17 @@ def write_report(
     html = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
         f"<h1>{title}</h1><p>Win rate: share of (prompt, seed) pairs where the method scores strictly "
-        f"higher than {baseline}; ties are listed separately. CIs: 95% (t for means, paired bootstrap for "
-        f"win rates); p: two-sided exact sign test without ties.</p>"
+        f"higher than {baseline} (by more than <code>tie_margin</code> when it is set); ties are listed "
+        f"separately. CIs: 95% (t for means, paired bootstrap for win rates). When prompts have several "
+        f"seeds every CI resamples prompts (cluster bootstrap; t intervals on per-prompt means). p: "
+        f"two-sided exact sign test without ties; <code>sign_p</code> counts (prompt, seed) pairs as "
+        f"independent, <code>prompt_sign_p</code> counts prompts (per-prompt mean difference) and is "
+        f"the one to quote when seeds repeat.</p><p>Binary verifiers (correct iff score &gt; "
+        f"<code>binary_threshold</code>): accuracy with a prompt-clustered bootstrap CI; rescued = "
+        f"{baseline} wrong and method right, broken = the reverse, on the same (prompt, seed); "
+        f"<code>mcnemar_p</code>: exact McNemar test (binomial of rescued vs broken), "
+        f"<code>prompt_mcnemar_p</code>: the same over prompts. With few rescued + broken samples the "
+        f"bootstrap CI of the accuracy difference is too narrow; trust the exact test.</p>"
         + "".join(parts)
         + "<h2>Summary</h2>"
         + summary.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="")

@@ -4,11 +4,14 @@
 
 Several run directories (e.g. the same model at 10/30/50 steps) are merged with ``dataset`` and
 ``steps`` columns, so the win-rate chart facets by dataset and the metric-vs-steps curves appear.
+Binary verifiers (``eval.stats.BINARY_METRICS``, e.g. the micro verifier) add an accuracy chart and a
+rescued/broken table; with several seeds per prompt the CIs resample prompts (see ``eval.stats``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,14 +55,23 @@ def run_rows(run_dir: str | Path) -> pd.DataFrame:
     return rows
 
 
-def build_report(run_dirs: str | Path | list, out: str | Path | None = None) -> Report:
-    """Summarise runs and write the report files (under ``<first run>/report`` by default)."""
+def build_report(
+    run_dirs: str | Path | list,
+    out: str | Path | None = None,
+    tie_margin: float | Mapping[str, float] = 0.0,
+    binary_metrics: Mapping[str, float] | None = None,
+) -> Report:
+    """Summarise runs and write the report files (under ``<first run>/report`` by default).
+
+    ``tie_margin`` and ``binary_metrics`` go to ``eval.stats.summarize`` (defaults: strict wins, the
+    micro verifier as the binary metric at threshold 0.5).
+    """
     run_dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
     rows = pd.concat([run_rows(d) for d in run_dirs], ignore_index=True)
     manifests = [json.loads((Path(d) / "manifest.json").read_text()) for d in run_dirs]
     metrics = list(dict.fromkeys(m for man in manifests for m in man["config"]["metrics"]))
     metrics = [m for m in metrics if m in rows]
-    summary = summarize(rows, metrics=metrics)
+    summary = summarize(rows, metrics=metrics, tie_margin=tie_margin, binary_metrics=binary_metrics)
     out = Path(out) if out else Path(run_dirs[0]) / "report"
     paths = write_report(summary, rows, out)
     rows_csv = atomic_write_text(out / "rows.csv", rows.to_csv(index=False))

@@ -9,9 +9,12 @@ import pandas as pd
 import pytest
 
 from eval.charts import (
+    accuracy_figure,
+    binary_table_figure,
     delta_figure,
     load_figure,
     metric_table_figure,
+    report_figures,
     steps_figure,
     win_rate_figure,
     write_report,
@@ -105,3 +108,72 @@ def test_write_report_html_and_json(rows, summary, tmp_path):
     assert pd.read_csv(paths["csv"]).shape[0] == len(summary)
     with pytest.raises(ValueError, match="plotlyjs"):
         write_report(summary, rows, tmp_path, plotlyjs="none")
+
+
+@pytest.fixture(scope="module")
+def micro_rows() -> pd.DataFrame:
+    """A binary verifier (micro: correct iff > 0.5) at two step counts, 10 prompts x 3 seeds."""
+    rng = np.random.default_rng(1)
+    records = [
+        {"steps": steps, "prompt_index": i, "prompt": f"prompt {i}", "seed": s, "method": method,
+         "micro": float(rng.random() < 0.6 + 0.1 * k)}
+        for steps in (10, 20) for i in range(10) for s in range(3) for k, method in enumerate(METHODS)
+    ]  # fmt: skip
+    return pd.DataFrame.from_records(records)
+
+
+@pytest.fixture(scope="module")
+def micro_summary(micro_rows) -> pd.DataFrame:
+    return summarize(micro_rows, metrics=["micro"], n_boot=300)
+
+
+def test_accuracy_bars_have_ci_whiskers_and_rescued_broken_labels(micro_summary):
+    fig = accuracy_figure(micro_summary)
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [t.name for t in bars] == list(METHODS)
+    for bar in bars:
+        assert list(bar.x) == ["10", "20"]  # one bar per step count
+        assert (np.asarray(bar.error_y.array) >= -1e-9).all() and (
+            np.asarray(bar.error_y.arrayminus) >= -1e-9
+        ).all()
+    by = micro_summary.set_index(["steps", "method"])
+    npnet = next(t for t in bars if t.name == "npnet")
+    expected = [
+        f"+{int(by.loc[(s, 'npnet'), 'rescued'])} / -{int(by.loc[(s, 'npnet'), 'broken'])}" for s in (10, 20)
+    ]
+    assert list(npnet.text) == expected
+    assert list(npnet.y) == pytest.approx([100 * by.loc[(s, "npnet"), "accuracy"] for s in (10, 20)])
+    assert all(t == "" for t in bars[0].text)  # the baseline has nothing to rescue
+    assert "McNemar" in npnet.hovertemplate
+    with pytest.raises(ValueError, match="binary"):
+        accuracy_figure(micro_summary.assign(accuracy=np.nan))
+    with pytest.raises(ValueError, match="binary"):
+        binary_table_figure(micro_summary.drop(columns="accuracy"))
+
+
+def test_binary_table_lists_rescued_broken_and_mcnemar(micro_summary):
+    fig = binary_table_figure(micro_summary)
+    header = list(fig.data[0].header.values)
+    assert header[:3] == ["steps", "metric", "method"]
+    assert {"rescued", "broken", "McNemar p", "prompt-level p", "accuracy % [95% CI]"} <= set(header)
+    cells = dict(zip(header, fig.data[0].cells.values))
+    assert len(cells["method"]) == 6
+    i = cells["method"].index("npnet")
+    row = micro_summary.iloc[i]
+    assert cells["rescued"][i] == str(int(row.rescued)) and cells["broken"][i] == str(int(row.broken))
+    assert cells["rescued"][cells["method"].index("standard")] == ""
+    assert "[" in cells["accuracy % [95% CI]"][0]
+
+
+def test_report_includes_binary_figures_only_for_binary_metrics(
+    micro_rows, micro_summary, rows, summary, tmp_path
+):
+    names = set(report_figures(micro_summary, micro_rows))
+    assert {"accuracy", "rescued_broken", "win_rates", "metric_table", "steps_micro"} <= names
+    assert not {"accuracy", "rescued_broken"} & set(report_figures(summary, rows))
+    paths = write_report(micro_summary, micro_rows, tmp_path, plotlyjs="cdn")
+    assert "prompt_sign_p" in (tmp_path / "report.html").read_text()
+    assert load_figure(paths["figure:accuracy"]).data[0].type == "bar"
+    assert {"accuracy", "rescued", "broken", "mcnemar_p", "accuracy_diff_pp"} <= set(
+        pd.read_csv(paths["csv"]).columns
+    )

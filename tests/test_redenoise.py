@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from npnet.diffusion.redenoise import guided_output, model_outputs, redenoise_trace
+from npnet.diffusion.redenoise import first_timestep, guided_output, model_outputs, redenoise_trace
 from npnet.diffusion.sampling import encode_prompt, initial_latents, with_scheduler
 from npnet.worlds.tiny import build_tiny_hunyuan_dit, build_tiny_sdxl
 
@@ -190,3 +190,39 @@ def test_guidance_at_most_one_uses_the_conditional_prediction_like_the_pipelines
     torch.testing.assert_close(
         x_prime(pipe, x_T, embeds, STEPS, 0.0, 1.0), x_prime(pipe, x_T, embeds, STEPS, 1.0, 1.0)
     )
+
+
+@pytest.mark.parametrize("w_w", [0.0, 0.5, 2.0])
+def test_inversion_guidance_applies_the_official_formula_for_any_weight(setup, w_w):
+    """Eq. 2 with eps_u + w_w (eps_c - eps_u), w_w < 1 included (the official code; not the pipelines'
+    'no CFG below 1' rule, which would silently turn w_w = 0.5 into 1)."""
+    pipe, embeds, x_T = setup
+    trace = redenoise_trace(pipe, x_T, embeds, STEPS, 5.5, w_w)
+    T, mid = trace.t_start, trace.t_mid
+    _, _, e1 = _guided_eps(pipe, trace.x_mid, mid, mid, embeds, w_w)
+    expected = _ddim(pipe, trace.x_mid.double(), e1, mid, T)
+    torch.testing.assert_close(trace.x_prime.double(), expected, atol=2e-5, rtol=0)
+    if w_w != 1.0:
+        assert not torch.allclose(trace.x_prime, x_prime(pipe, x_T, embeds, STEPS, 5.5, 1.0), atol=1e-4)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing"])
+@pytest.mark.parametrize("steps", [5, 6])
+@pytest.mark.parametrize("sampler", ["ddim", "euler", "dpm++2m"])
+def test_redenoise_on_the_sampling_schedule_lands_on_the_samplers_first_level(setup, spacing, steps, sampler):
+    """With the DDIM step size of the sampling schedule (steps = sampling steps), x'_T sits exactly at the
+    first noise level the sampler starts from, and equals the closed form of Eq. 1-2 there."""
+    pipe, embeds, x_T = setup
+    spaced = copy.copy(pipe)
+    spaced.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, timestep_spacing=spacing)
+    view = with_scheduler(spaced, sampler, progress=False)
+    first = first_timestep(view, steps)
+    view.scheduler.set_timesteps(steps)
+    assert first == int(view.scheduler.timesteps[0])  # DPM++ 'leading' starts at 831 for 5 steps, DDIM at 801
+    trace = redenoise_trace(spaced, x_T, embeds, steps, 5.5, 1.0, start=first)
+    assert trace.t_start == trace.t_to == first
+    assert trace.t_mid == first - 1000 // steps  # diffusers' DDIM step size (trailing 6 steps: 999 -> 833)
+    _, _, e0 = _guided_eps(pipe, x_T, first, first, embeds, 5.5)
+    x_mid = _ddim(pipe, x_T.double(), e0, first, trace.t_mid)
+    _, _, e1 = _guided_eps(pipe, x_mid.float(), trace.t_mid, trace.t_mid, embeds, 1.0)
+    torch.testing.assert_close(trace.x_prime.double(), _ddim(pipe, x_mid, e1, trace.t_mid, first), atol=5e-5, rtol=0)

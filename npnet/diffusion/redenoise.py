@@ -4,6 +4,12 @@ One DDIM step from the first timestep with CFG w_l, then one DDIM-inversion step
 using diffusers' ``DDIMScheduler`` / ``DDIMInverseScheduler`` built from the pipeline's scheduler
 config and the pipeline's own denoiser call conventions. It is also the paper's "Inversion" method.
 
+The DDIM step size is ``1000 / steps``; with ``steps`` equal to the sampling steps (the engine's
+default) the round trip runs on the sampler's own schedule, so x'_T sits exactly at the sampler's first
+noise level, as in the official code. The DDIM step uses the pipeline's CFG convention (w_l <= 1: the
+conditional output only); the inversion step applies uncond + w_w (cond - uncond) for any w_w >= 0,
+as the official code does (w_w = 1 is the conditional output).
+
 Modes:
 - ``"correct"``: the inversion evaluates eps at x_{T-k}'s own timestep T-k and steps T-k -> T, so
   x'_T has exactly x_T's noise level (the round trip of Eq. 11-12).
@@ -14,6 +20,7 @@ Modes:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -142,6 +149,13 @@ def guided_output(pipe, x: torch.Tensor, t: int, embeds: PromptEmbeds, guidance_
     return cfg(uncond, cond, guidance_scale) if uses_cfg(pipe, guidance_scale) else cond
 
 
+def inversion_output(pipe, x: torch.Tensor, t: int, embeds: PromptEmbeds, guidance_scale: float) -> torch.Tensor:
+    """The inversion step's output: uncond + w_w (cond - uncond) for any w_w (official code; Eq. 2)."""
+    uncond, cond = model_outputs(pipe, x, t, embeds, guidance_scale)
+    guidance_embedded = family_of(pipe) == "sdxl" and pipe.unet.config.time_cond_proj_dim is not None
+    return cond if guidance_embedded else cfg(uncond, cond, guidance_scale)
+
+
 # -- the round trip ----------------------------------------------------------------------------
 def redenoise_schedulers(pipe, steps: int):
     """(DDIMScheduler, DDIMInverseScheduler) from the pipeline's scheduler config, set to ``steps``."""
@@ -162,11 +176,25 @@ def redenoise_schedulers(pipe, steps: int):
     return ddim, inverse
 
 
+def first_timestep(view, steps: int) -> int:
+    """The first timestep the sampler of ``view`` (a per-request pipeline view) uses for ``steps`` steps."""
+    scheduler = type(view.scheduler).from_config(view.scheduler.config)  # never touch the view's own
+    scheduler.set_timesteps(steps)
+    return int(round(float(scheduler.timesteps[0])))
+
+
 def _check(steps: int, mode: str) -> None:
     if mode not in REDENOISE_MODES:
         raise UserError(f"unknown re-denoise mode {mode!r}; choose one of {', '.join(REDENOISE_MODES)}")
     if int(steps) < 2:
         raise UserError(f"re-denoise needs steps >= 2 (the DDIM step size is 1000/steps); got {steps}")
+
+
+def check_guidance(name: str, value) -> float:
+    """A CFG weight: a finite number >= 0 (diffusers' convention w; the paper's omega is w - 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise UserError(f"{name} must be a finite number >= 0 (diffusers CFG convention); got {value!r}")
+    return float(value)
 
 
 def redenoise_trace(
@@ -177,19 +205,24 @@ def redenoise_trace(
     guidance_scale: float,
     inversion_guidance_scale: float = 1.0,
     mode: str = "correct",
+    start: int | None = None,
 ) -> RedenoiseTrace:
-    """Re-denoise sampling with every intermediate value (see the module docstring for the modes)."""
+    """Re-denoise sampling with every intermediate value (see the module docstring for the modes).
+
+    ``start``: the timestep x_T is taken to sit at (the sampler's first timestep, ``first_timestep``);
+    default: DDIM's own first timestep for ``steps``. The step size is always ``1000 // steps``.
+    """
     _check(steps, mode)
     ddim, inverse = redenoise_schedulers(pipe, steps)
     device = pipe._execution_device
     x = x_T.to(device=device, dtype=torch.float32)  # (B, C, h, w)
-    t0 = int(ddim.timesteps[0])
-    t_next = int(ddim.timesteps[1])
+    t0 = int(ddim.timesteps[0]) if start is None else int(start)
     t_mid = t0 - ddim.config.num_train_timesteps // steps
+    t_next = t_mid
     out = guided_output(pipe, x, t0, embeds, guidance_scale)
     x_mid = ddim.step(out, t0, x, return_dict=False)[0]  # Eq. 1 with CFG w_l
     t_eval, t_target = (t_mid, t0) if mode == "correct" else (t0, t_next)
-    out = guided_output(pipe, x_mid, t_eval, embeds, inversion_guidance_scale)
+    out = inversion_output(pipe, x_mid, t_eval, embeds, inversion_guidance_scale)
     x_prime = inverse.step(out, t_target, x_mid, return_dict=False)[0]  # Eq. 2 with CFG w_w
     t_from = t_target - inverse.config.num_train_timesteps // steps
     return RedenoiseTrace(
