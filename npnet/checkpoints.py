@@ -15,9 +15,11 @@ A checkpoint is untrusted input: only safetensors or ``torch.load(weights_only=T
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,115 +146,374 @@ def _raise_listing(repo_id: str, filename: str | None) -> Path:
 
 
 # -- reading -----------------------------------------------------------------------------------
+WHAT_IS_A_CHECKPOINT = (
+    "An NPNet checkpoint is a .safetensors or PyTorch .pth file holding the noise prompt network's weights "
+    f"(unet_svd.*, unet_embedding.*, embeeding.*, alpha, beta): the official release ({OFFICIAL_REPO}), "
+    "the community safetensors, or a file written by npnet-studio (train, convert)"
+)
+# The largest architecture a checkpoint may declare (metadata) or imply (tensor shapes), checked before
+# anything is built. Released NPNets: text 77x2048 (SDXL) / 77x1024 (DiT), 128x128 latents, SVD MLPs
+# 64 / 1024 wide, Swin-T at 224 px with 7x7 windows; the limits leave room for larger models (4096 px
+# images are 512x512 latents) while keeping every buffer that is not in the file (Swin's attention masks)
+# small.
+CONFIG_LIMITS: dict[str, int] = {
+    "text_dim": 16384,
+    "text_len": 1024,
+    "latent_channels": 4,
+    "latent_size": 512,
+    "backbone_img_size": 512,
+    "svd_hidden": 16384,
+    "svd_mlp4_hidden": 16384,
+    "attn_heads": 1024,
+}
+BACKBONE_LIMITS: dict[str, int] = {"window_size": 16, "number": 4096, "list": 16, "name": 200}
+_SHAPE = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CheckpointHeader:
+    """What a checkpoint holds, read without building its network: flat keys -> shapes, metadata, and the
+    architecture (from the metadata or the shapes), checked against every tensor shape."""
+
+    path: Path
+    shapes: dict[str, _SHAPE]
+    meta: dict[str, Any]
+    config: NPNetConfig
+
+
+def _not_npnet(path: Any, detail: str) -> UserError:
+    return UserError(f"{path} is not an NPNet checkpoint: {detail}. {WHAT_IS_A_CHECKPOINT}")
+
+
+def inspect_checkpoint(spec: str | os.PathLike, filename: str | None = None) -> CheckpointHeader:
+    """Resolve ``spec`` and check its header (shapes, metadata, architecture) without building the NPNet.
+
+    Cheap: safetensors tensors are not read; a ``.pth`` is read (its size bounds what that allocates).
+    Raises a UserError naming the file for anything that ``load_npnet`` would refuse before loading.
+    """
+    path = resolve_checkpoint(spec, filename)
+    shapes, meta, _ = _open(path)
+    return CheckpointHeader(path, shapes, meta, _checked_config(shapes, meta, path))
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Safely read any layout into (flat state dict, metadata); errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"NPNet checkpoint file {path} does not exist")
-    raw, meta = _read_safetensors(path) if path.suffix == ".safetensors" else _read_pickle(path)
-    if not isinstance(raw, dict):
-        raise UserError(f"{path} holds a {type(raw).__name__}, not an NPNet state dict")
-    return _flatten(raw, meta), meta
+    _, meta, tensors = _open(path)
+    return tensors(), meta
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _open(path: Path) -> tuple[dict[str, _SHAPE], dict[str, Any], Callable[[], dict[str, torch.Tensor]]]:
+    """(flat key -> shape, metadata, a function reading the flat tensors); nothing big is allocated."""
+    kind = _file_kind(path)
+    if kind == "safetensors":
+        return _open_safetensors(path)
+    flat, meta = _read_torch(path, kind)
+    return {k: tuple(v.shape) for k, v in flat.items()}, meta, lambda: flat
+
+
+def _file_kind(path: Path) -> str:
+    """The format from the first bytes: "safetensors", "zip" (torch.save) or "pickle" (legacy torch.save)."""
     try:
+        with open(path, "rb") as handle:
+            head = handle.read(9)
+    except OSError as err:
+        raise UserError(f"cannot read NPNet checkpoint {path}: {err}") from err
+    if head[:4] == b"PK\x03\x04":
+        return "zip"
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 0:
+        return "safetensors"  # 8-byte little-endian header length, then the JSON header
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # pickle PROTO opcode
+        return "pickle"
+    raise _not_npnet(path, f"it is neither a safetensors nor a PyTorch file (it starts with {head[:8]!r})")
+
+
+def _open_safetensors(path: Path):
+    def unreadable(err: Exception) -> UserError:
+        return UserError(
+            f"{path} is not a readable safetensors file (corrupt or truncated?): {err}. {WHAT_IS_A_CHECKPOINT}"
+        )
+
+    try:  # the header only: names, shapes (bounded by the file size) and metadata
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             meta = dict(handle.metadata() or {})
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+            raw = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
     except Exception as err:
-        raise UserError(f"{path} is not a readable safetensors file (corrupt or truncated?): {err}") from err
-    if "npnet_config" in meta:
-        meta["npnet_config"] = json.loads(meta["npnet_config"])
-    return tensors, meta
+        raise unreadable(err) from err
+    names = {key: _flat_key(key) for key in raw}
+    shapes = _scalar_shapes({names[k]: shape for k, shape in raw.items()})
+
+    def tensors() -> dict[str, torch.Tensor]:
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as handle:
+                flat = {names[key]: handle.get_tensor(key) for key in names}
+        except Exception as err:
+            raise unreadable(err) from err
+        return _scalar_tensors(flat)
+
+    return shapes, _parse_meta(meta, path), tensors
 
 
-def _read_pickle(path: Path) -> tuple[Any, dict[str, Any]]:
+def _read_torch(path: Path, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
+        if kind == "zip":
+            _check_zip(path)
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except UserError:
+        raise
     except pickle.UnpicklingError as err:
+        if "weights only" not in str(err).lower():
+            raise _unreadable_torch(path, err) from err
         raise UserError(
             f"{path} contains objects other than tensors and plain containers; refusing to "
-            f"unpickle it (weights_only=True): {err}"
+            f"unpickle it (weights_only=True): {err}. {WHAT_IS_A_CHECKPOINT}"
         ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        raise UserError(
-            f"{path} is not a readable PyTorch checkpoint (corrupt or truncated?): {err}"
-        ) from err
+    except Exception as err:  # the unpickler raises KeyError, IndexError, ... on foreign bytes
+        raise _unreadable_torch(path, err) from err
+    if not isinstance(obj, dict):
+        raise _not_npnet(path, f"it holds a {type(obj).__name__}, not a dict of tensors")
     meta = {}
-    if isinstance(obj, dict) and isinstance(obj.get("npnet_config"), dict):
+    if "npnet_config" in obj:
         meta["npnet_config"] = obj.pop("npnet_config")
-    return obj, meta
+    return _flatten(obj, path), _parse_meta(meta, path)
 
 
-def _flatten(raw: dict[str, Any], meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+def _unreadable_torch(path: Path, err: Exception) -> UserError:
+    detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    return UserError(
+        f"{path} is not a readable PyTorch checkpoint (corrupt or truncated?): {detail}. {WHAT_IS_A_CHECKPOINT}"
+    )
+
+
+def _check_zip(path: Path) -> None:
+    """torch.save's zip stores records uncompressed; their sizes must fit in the file (no zip bombs)."""
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+    declared = sum(info.file_size for info in infos)
+    compressed = [info.filename for info in infos if info.compress_type != zipfile.ZIP_STORED]
+    if compressed or declared > path.stat().st_size:
+        raise _not_npnet(
+            path,
+            f"its zip archive declares {declared} bytes in a {path.stat().st_size}-byte file"
+            + (f" and compressed records {_few(compressed, 3)}" if compressed else "")
+            + " (torch.save writes uncompressed records)",
+        )
+
+
+def _parse_meta(meta: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The metadata with ``npnet_config`` (a JSON string in safetensors, a dict in .pth) as a dict."""
+    if "npnet_config" not in meta:
+        return meta
+    config = meta["npnet_config"]
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except json.JSONDecodeError as err:
+            raise UserError(
+                f"{path}: its metadata 'npnet_config' (the NPNet architecture) is not valid JSON ({err}). "
+                f"{WHAT_IS_A_CHECKPOINT}; re-save it, or drop that metadata key so the architecture is read "
+                "from the tensor shapes"
+            ) from err
+    if not isinstance(config, dict):
+        raise _bad_config(
+            path,
+            "declared in its metadata",
+            f"'npnet_config' is a {type(config).__name__}, not a JSON object",
+        )
+    return {**meta, "npnet_config": config}
+
+
+def _flat_key(key: str) -> str:
+    top, _, rest = key.partition(".")
+    top = _ALIASES.get(top, top)
+    return f"{top}.{rest}" if rest else top
+
+
+def _flatten(raw: dict[Any, Any], path: Any = "checkpoint") -> dict[str, torch.Tensor]:
+    """Official nested / flat layouts -> the flat keys of ``NPNet.state_dict()``."""
     flat: dict[str, torch.Tensor] = {}
     for key, value in raw.items():
-        top, _, rest = key.partition(".")
-        top = _ALIASES.get(top, top)
+        if not isinstance(key, str):
+            raise _not_npnet(path, f"it has a key {key!r} that is not a string")
         if isinstance(value, dict):
-            flat.update({f"{top}.{k}": v for k, v in value.items()})
+            top = _flat_key(key)
+            for sub, tensor in value.items():
+                if not isinstance(sub, str) or not isinstance(tensor, torch.Tensor):
+                    raise _not_npnet(path, f"entry {key}.{sub} is a {type(tensor).__name__}, not a tensor")
+                flat[f"{top}.{sub}"] = tensor
         elif isinstance(value, torch.Tensor):
-            flat[f"{top}.{rest}" if rest else top] = value
-        elif isinstance(value, (int, float)) and top in ("alpha", "beta"):
-            flat[top] = torch.tensor([float(value)])
-        elif key != "npnet_config":
-            raise UserError(f"unexpected entry {key!r} of type {type(value).__name__} in the checkpoint")
-    for name in ("alpha", "beta"):
-        if name in flat:
+            flat[_flat_key(key)] = value
+        elif (
+            _flat_key(key) in ("alpha", "beta")
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+        ):
+            flat[_flat_key(key)] = torch.tensor([float(value)])
+        else:
+            raise _not_npnet(path, f"it has an unexpected entry {key!r} of type {type(value).__name__}")
+    return _scalar_tensors(flat)
+
+
+def _scalar_tensors(flat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for name in ("alpha", "beta"):  # stored as () or (1,); other sizes are reported as wrong shapes
+        if name in flat and flat[name].numel() == 1:
             flat[name] = flat[name].reshape(1).float()
     return flat
 
 
-# -- config inference ----------------------------------------------------------------------------
+def _scalar_shapes(shapes: dict[str, _SHAPE]) -> dict[str, _SHAPE]:
+    for name in ("alpha", "beta"):
+        if name in shapes and math.prod(shapes[name]) == 1:
+            shapes[name] = (1,)
+    return shapes
+
+
+# -- architecture ------------------------------------------------------------------------------
 def infer_config(flat: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> NPNetConfig:
     """The architecture from the metadata if present, else from tensor shapes (official 77-token layout)."""
     if meta and meta.get("npnet_config"):
         return NPNetConfig.from_dict(meta["npnet_config"])
-    if "embeeding.linear.weight" not in flat:
-        raise UserError(
-            "no text embedding weights (embeeding.linear.weight) found: not an NPNet checkpoint; "
-            f"keys start with {sorted({k.split('.')[0] for k in flat})}"
-        )
-    in_features = flat["embeeding.linear.weight"].shape[1]
-    if in_features % 77:
-        raise UserError(
-            f"text embedding input {in_features} is not 77 x text width: not an NPNet checkpoint"
-        )
-    fields: dict[str, Any] = {"text_dim": in_features // 77}
-    fields.update(_infer_svd(flat))
-    fields.update(_infer_backbone(flat))
-    return NPNetConfig(**fields)
+    return _infer_from_shapes({k: tuple(v.shape) for k, v in flat.items()}, "checkpoint")
 
 
-def _infer_svd(flat: dict[str, torch.Tensor]) -> dict[str, Any]:
-    if "unet_svd.mlp1.0.weight" not in flat:
+def _checked_config(shapes: dict[str, _SHAPE], meta: dict[str, Any], path: Path) -> NPNetConfig:
+    """The declared (metadata) or inferred architecture, within ``CONFIG_LIMITS`` and matching every shape.
+
+    Builds the NPNet on the meta device only (no memory), so a file that declares a huge architecture
+    is refused before anything is allocated.
+    """
+    declared = meta.get("npnet_config")
+    if declared is not None:
+        origin = "declared in its metadata ('npnet_config')"
+        if "text_dim" not in declared:
+            raise _bad_config(
+                path, origin, "it has no text_dim (the prompt-embedding width, e.g. 2048 for SDXL)"
+            )
+        _check_config_values(declared, path, origin)
+        try:
+            config = NPNetConfig.from_dict(declared)
+        except (TypeError, ValueError) as err:
+            raise _bad_config(path, origin, str(err)) from err
+    else:
+        origin = "inferred from its tensor shapes"
+        config = _infer_from_shapes(shapes, path)
+        _check_config_values(config.to_dict(), path, origin)
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in NPNet(config).state_dict().items()}
+    except Exception as err:  # timm: unknown backbone name or keyword
+        raise _bad_config(path, origin, f"{config} cannot be built ({type(err).__name__}: {err})") from err
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    wrong = [
+        f"{k}: file {shapes[k]} vs model {v}" for k, v in expected.items() if k in shapes and shapes[k] != v
+    ]
+    if missing or unexpected or wrong:
+        raise UserError(
+            f"{path} does not match the NPNet architecture {origin} {config}: "
+            f"missing keys {_few(missing)}; unexpected keys {_few(unexpected)}; wrong shapes {_few(wrong)}. "
+            f"{WHAT_IS_A_CHECKPOINT}"
+        )
+    return config
+
+
+def _bad_config(path: Any, origin: str, detail: str) -> UserError:
+    return UserError(
+        f"{path}: the NPNet architecture {origin} is not usable: {detail}. {WHAT_IS_A_CHECKPOINT}"
+    )
+
+
+def _check_config_values(data: dict[str, Any], path: Any, origin: str) -> None:
+    """Types and ``CONFIG_LIMITS`` of NPNetConfig fields (a dict), before anything is built from them."""
+    for name, limit in CONFIG_LIMITS.items():
+        if name not in data:
+            continue
+        value = data[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad_config(path, origin, f"{name} must be an integer; got {value!r}")
+        if not 1 <= value <= limit:
+            raise _bad_config(path, origin, f"{name}={value} is outside the limit 1..{limit}")
+    for name in ("use_svd_branch", "use_residual_branch"):
+        if name in data and not isinstance(data[name], bool):
+            raise _bad_config(path, origin, f"{name} must be true or false; got {data[name]!r}")
+    backbone = data.get("backbone", "")
+    if not isinstance(backbone, str) or len(backbone) > BACKBONE_LIMITS["name"]:
+        raise _bad_config(path, origin, f"backbone must be a timm model name; got {backbone!r:.80}")
+    kwargs = data.get("backbone_kwargs", ())
+    if not isinstance(kwargs, (list, tuple)) or len(kwargs) > BACKBONE_LIMITS["list"]:
+        raise _bad_config(
+            path, origin, f"backbone_kwargs must be a short list of [name, value] pairs; got {kwargs!r:.80}"
+        )
+    for pair in kwargs:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not isinstance(pair[0], str):
+            raise _bad_config(path, origin, f"backbone_kwargs entry {pair!r:.80} is not a [name, value] pair")
+        name, value = pair
+        values = value if isinstance(value, (list, tuple)) else [value]
+        limit = BACKBONE_LIMITS["window_size" if name == "window_size" else "number"]
+        ok = len(values) <= BACKBONE_LIMITS["list"] and all(
+            isinstance(v, (bool, str))
+            or (isinstance(v, (int, float)) and math.isfinite(v) and abs(v) <= limit)
+            for v in values
+        )
+        if not ok:
+            raise _bad_config(
+                path,
+                origin,
+                f"backbone_kwargs {name}={value!r:.80} is outside the limits (numbers up to {limit})",
+            )
+
+
+def _infer_from_shapes(shapes: dict[str, _SHAPE], path: Any) -> NPNetConfig:
+    if "embeeding.linear.weight" not in shapes:
+        raise _not_npnet(
+            path,
+            "no text embedding weights (embeeding.linear.weight) found; "
+            f"keys start with {_few(sorted({k.split('.')[0] for k in shapes}))}",
+        )
+    try:
+        in_features = shapes["embeeding.linear.weight"][1]
+        if in_features % 77:
+            raise _not_npnet(path, f"text embedding input {in_features} is not 77 x text width")
+        fields: dict[str, Any] = {"text_dim": in_features // 77}
+        fields.update(_infer_svd(shapes))
+        fields.update(_infer_backbone(shapes))
+        return NPNetConfig(**fields)
+    except UserError:
+        raise
+    except (KeyError, IndexError, ValueError, ZeroDivisionError) as err:
+        raise _not_npnet(path, f"its tensors do not form an NPNet ({type(err).__name__}: {err})") from err
+
+
+def _infer_svd(shapes: dict[str, _SHAPE]) -> dict[str, Any]:
+    if "unet_svd.mlp1.0.weight" not in shapes:
         return {"use_svd_branch": False}
-    hidden, dim = flat["unet_svd.mlp1.0.weight"].shape
+    hidden, dim = shapes["unet_svd.mlp1.0.weight"]
     fields = {
         "latent_size": dim // 2,
         "svd_hidden": hidden,
-        "svd_mlp4_hidden": flat["unet_svd.mlp4.0.weight"].shape[0],
+        "svd_mlp4_hidden": shapes["unet_svd.mlp4.0.weight"][0],
     }
     fields["attn_heads"] = 8 if dim % 8 == 0 else 1
     return fields
 
 
-def _infer_backbone(flat: dict[str, torch.Tensor]) -> dict[str, Any]:
-    if "unet_embedding.upconv.weight" not in flat:
+def _infer_backbone(shapes: dict[str, _SHAPE]) -> dict[str, Any]:
+    if "unet_embedding.upconv.weight" not in shapes:
         return {"use_residual_branch": False}
-    img_size = 32 * flat["unet_embedding.upconv.weight"].shape[1]
-    embed_dim = flat["unet_embedding.swin.patch_embed.proj.weight"].shape[0]
+    img_size = 32 * shapes["unet_embedding.upconv.weight"][1]
+    embed_dim = shapes["unet_embedding.swin.patch_embed.proj.weight"][0]
     depths, heads, window = [], [], 7
     for layer in range(4):
         blocks = {
-            k.split(".")[5] for k in flat if k.startswith(f"unet_embedding.swin.layers.{layer}.blocks.")
+            k.split(".")[5] for k in shapes if k.startswith(f"unet_embedding.swin.layers.{layer}.blocks.")
         }
         depths.append(len(blocks))
-        table = flat[f"unet_embedding.swin.layers.{layer}.blocks.0.attn.relative_position_bias_table"]
-        heads.append(table.shape[1])
+        table = shapes[f"unet_embedding.swin.layers.{layer}.blocks.0.attn.relative_position_bias_table"]
+        heads.append(table[1])
         if layer == 0:
-            window = (round(table.shape[0] ** 0.5) + 1) // 2
+            window = (round(table[0] ** 0.5) + 1) // 2
     kwargs = (
         ("embed_dim", embed_dim),
         ("depths", tuple(depths)),
@@ -278,11 +539,15 @@ def load_npnet(
     **options,
 ) -> NPNet:
     """Resolve, read, validate and load an NPNet in float32 (its SVD has no half kernels; the forward
-    returns the input's dtype); ``expect`` (preset, config or text width) checks the model family."""
+    returns the input's dtype); ``expect`` (preset, config or text width) checks the model family.
+
+    The architecture is checked against the file's tensor shapes (and ``CONFIG_LIMITS``) before the
+    network is built or a safetensors tensor is read."""
     path = resolve_checkpoint(spec, filename)
-    flat, meta = read_checkpoint(path)
-    config = infer_config(flat, meta)
+    shapes, meta, tensors = _open(path)
+    config = _checked_config(shapes, meta, path)
     check_family(config, expect, path)
+    flat = tensors()
     net = NPNet(config, **options)
     _load_validated(net, flat, path)
     return net.to(device=device).eval()

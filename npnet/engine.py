@@ -3,6 +3,12 @@
 Per request: x_T from the seed (CPU generator), prompt embeddings encoded once, golden = NPNet(x_T, c),
 x'_T = re-denoise(x_T) for "inversion", then every method's image from one batched pipeline call
 (sequential on OOM or on request) with a per-call scheduler, so the shared pipeline is never mutated.
+
+Memory: at most ``max_loaded`` pipelines (least recently used evicted first) and, per pipeline, at most
+``max_npnets`` NPNets (least recently used dropped first). A request holds its model (a lease) from load
+to result, so eviction never takes a pipeline from under it: an evicted busy model is freed by its last
+user, and a new pipeline is built only once fewer than ``max_loaded`` are in memory. Waiting for that
+happens outside the service lock, so requests for loaded models go on meanwhile.
 """
 
 from __future__ import annotations
@@ -10,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import numbers
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,16 +86,20 @@ class GenerationResult:
     peak_memory: dict[str, int]
 
 
-@dataclass
+@dataclass(eq=False)
 class LoadedModel:
-    """A loaded pipeline, its NPNets (by checkpoint spec) and the lock serialising its use."""
+    """A loaded pipeline, its NPNets (by checkpoint spec, least recently used first) and the lock
+    serialising its use; ``users`` counts the requests holding it, ``evicted`` marks one dropped from
+    the cache (its memory is freed when its last user finishes)."""
 
     preset: ModelPreset
     pipe: Any
     device: torch.device
     dtype: torch.dtype
-    npnets: dict[str, torch.nn.Module] = field(default_factory=dict)
+    npnets: OrderedDict[str, torch.nn.Module] = field(default_factory=OrderedDict)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    users: int = 0
+    evicted: bool = False
 
 
 def _methods(methods) -> tuple[str, ...]:
@@ -104,6 +116,34 @@ def _positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise UserError(f"{name} must be a positive integer; got {value!r}")
     return value
+
+
+def _steps(name: str, value, preset: ModelPreset) -> int:
+    """A positive step count within the preset's ``step_limit`` (``ModelPreset.max_steps``)."""
+    value = _positive_int(name, value)
+    if value > preset.step_limit:
+        raise UserError(
+            f"{name} {value} is above the limit of {preset.step_limit} steps for {preset.name} "
+            f"(its max_steps); choose at most {preset.step_limit}"
+        )
+    return value
+
+
+def _side(name: str, value, preset: ModelPreset) -> int:
+    """A whole number of pixels no larger than the preset's ``side_limit`` (``ModelPreset.max_side``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UserError(f"{name} must be a whole number of pixels; got {value!r}")
+    if not isinstance(value, numbers.Integral) and (
+        not math.isfinite(value) or not float(value).is_integer()
+    ):
+        raise UserError(f"{name} must be a whole number of pixels; got {value!r}")
+    if value > preset.side_limit:  # compared before int(): 1e308 stays a short message
+        native = max(preset.width, preset.height)
+        raise UserError(
+            f"{name} {value} px is above the limit of {preset.side_limit} px for {preset.name} "
+            f"(its max_side; the native side is {native} px); choose at most {preset.side_limit}"
+        )
+    return int(value)
 
 
 def _scale(name: str, value) -> float:
@@ -138,18 +178,23 @@ def resolve_sampling(
     redenoise_steps: int | None = None,
     npnet: str | None = None,
 ) -> dict[str, Any]:
-    """The sampling settings with the preset's defaults filled in, validated (ValueError saying the fix)."""
-    width, height = check_size(_default(width, preset.width), _default(height, preset.height), preset.size_multiple)
+    """The sampling settings with the preset's defaults filled in, validated (UserError saying the fix).
+
+    Sizes above ``preset.side_limit`` and steps above ``preset.step_limit`` are refused here, before work.
+    """
+    width = _side("width", _default(width, preset.width), preset)
+    height = _side("height", _default(height, preset.height), preset)
+    width, height = check_size(width, height, preset.size_multiple)
     if redenoise_mode not in REDENOISE_MODES:
         raise UserError(f"unknown redenoise_mode {redenoise_mode!r}; choose {', '.join(REDENOISE_MODES)}")
     methods = _methods(methods)
-    redenoise_steps = _positive_int("redenoise_steps", redenoise_steps or preset.collect_steps)
+    redenoise_steps = _steps("redenoise_steps", redenoise_steps or preset.collect_steps, preset)
     if "inversion" in methods and redenoise_steps < 2:
         raise UserError(f"the inversion method needs redenoise_steps >= 2; got {redenoise_steps}")
     return {
         "model": preset.name,
         "family": preset.family,
-        "steps": _positive_int("steps", _default(steps, preset.steps)),
+        "steps": _steps("steps", _default(steps, preset.steps), preset),
         "guidance_scale": _scale("guidance_scale", _default(guidance_scale, preset.guidance_scale)),
         "inversion_guidance_scale": _scale(
             "inversion_guidance_scale", _default(inversion_guidance_scale, preset.inversion_guidance_scale)
@@ -231,7 +276,11 @@ def _large_image_tiling(loaded: LoadedModel, settings: dict[str, Any]):
 
 
 class GoldenNoiseService:
-    """Loads models lazily (cached, thread-safe) and generates standard / golden / inversion images."""
+    """Loads models lazily (cached, thread-safe) and generates standard / golden / inversion images.
+
+    ``max_loaded`` pipelines and ``max_npnets`` NPNets per pipeline stay in memory, least recently used
+    evicted first (see the module docstring for how eviction waits for busy models).
+    """
 
     def __init__(
         self,
@@ -243,6 +292,7 @@ class GoldenNoiseService:
         max_loaded: int = 1,
         progress: bool = True,
         presets: Mapping[str, ModelPreset] | None = None,
+        max_npnets: int = 4,
     ):
         self.device = resolve_device(device)
         self.presets = dict(MODEL_PRESETS if presets is None else presets)
@@ -251,9 +301,12 @@ class GoldenNoiseService:
         self.cpu_offload = cpu_offload
         self.vae_tiling = vae_tiling
         self.max_loaded = max(1, int(max_loaded))
+        self.max_npnets = max(1, int(max_npnets))
         self.progress = progress
-        self._loaded: dict[str, LoadedModel] = {}
-        self._lock = threading.RLock()
+        self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()  # least recently used first
+        self._draining: list[LoadedModel] = []  # evicted while in use; freed by their last user
+        self._lock = threading.Condition(threading.RLock())  # guards the two above and users/evicted
+        self._held = threading.local()  # this thread's leases (a nested lease must not wait on itself)
 
     # -- models --------------------------------------------------------------------------------
     def preset(self, model: str) -> ModelPreset:
@@ -272,48 +325,152 @@ class GoldenNoiseService:
                 names.append(name)
         return names
 
+    def loaded_models(self) -> list[str]:
+        """The cached models, least recently used first (the next to be evicted)."""
+        with self._lock:
+            return list(self._loaded)
+
+    def resident_models(self) -> list[str]:
+        """Models whose pipelines are in memory now: the cached ones and evicted ones still in use."""
+        with self._lock:
+            models = [*self._draining, *self._loaded.values()]
+            return [m.preset.name for m in models if m.pipe is not None]
+
     def npnet(self, model: str, override: str | None = None) -> torch.nn.Module:
         """The NPNet a request for ``model`` with NPNet ``override`` uses (loaded on first use)."""
-        loaded = self.load(model, override)
-        return loaded.npnets[npnet_key(loaded.preset, override)]
+        with self.lease(model, override) as loaded:
+            return loaded.npnets[npnet_key(loaded.preset, override)]
 
     def load(self, model: str, npnet: str | None = None, with_npnet: bool = True) -> LoadedModel:
-        """The loaded ``model`` (cached) with the NPNet ``npnet`` (or the preset's) unless ``with_npnet=False``."""
-        preset = self.preset(model)
-        with self._lock:
-            loaded = self._loaded.get(preset.name)
-            if loaded is None:
-                self._evict(keep=self.max_loaded - 1)
-                dtype = resolve_dtype(self.dtype, preset, self.device)
-                pipe = load_pipeline(
-                    preset, self.device, dtype, hub_offline(self.offline), self.cpu_offload, self.vae_tiling
-                )
-                loaded = LoadedModel(preset, pipe, self.device, dtype)
-                self._loaded[preset.name] = loaded
-        if not with_npnet:
+        """The loaded ``model`` (cached) with the NPNet ``npnet`` (or the preset's) unless ``with_npnet=False``.
+
+        The result is not held: a later load of another model may evict it (then its ``pipe`` becomes
+        None). Use ``lease`` to hold a model while using it.
+        """
+        with self.lease(model, npnet, with_npnet) as loaded:
             return loaded
-        key = npnet_key(preset, npnet)
-        with loaded.lock:
-            if key not in loaded.npnets:
-                spec = None if key == TINY_RANDOM_NPNET else key
-                loaded.npnets[key] = load_npnet_for(preset, loaded.pipe, spec, self.device)
-        return loaded
+
+    @contextlib.contextmanager
+    def lease(self, model: str, npnet: str | None = None, with_npnet: bool = True) -> Iterator[LoadedModel]:
+        """Hold ``model`` for the block: loaded (with its NPNet unless ``with_npnet=False``) and its lock held.
+
+        An eviction meanwhile does not free it; it is freed when the block (and every other holder) ends.
+        Do not lease another model inside the block (with ``max_loaded=1`` that would wait on itself).
+        """
+        preset = self.preset(model)
+        loaded = self._acquire(preset)
+        try:
+            with loaded.lock:
+                if loaded.pipe is None:  # first user, or an earlier load failed: load it now
+                    loaded.pipe = load_pipeline(
+                        preset, self.device, loaded.dtype, hub_offline(self.offline), self.cpu_offload,
+                        self.vae_tiling,
+                    )  # fmt: skip
+                if with_npnet:
+                    self._npnet_locked(loaded, npnet_key(preset, npnet))
+                yield loaded
+        finally:
+            self._release(loaded)
 
     def unload(self, model: str | None = None) -> None:
-        """Drop one loaded model (or all) and free its memory."""
+        """Drop one loaded model (or all): freed now if idle, else when its in-flight requests finish."""
         with self._lock:
-            names = [model] if model else list(self._loaded)
-            for name in names:
-                loaded = self._loaded.pop(name, None)
-                if loaded is not None:
-                    with loaded.lock:
-                        loaded.npnets.clear()
-                        loaded.pipe = None
-            free_memory()
+            idle = []
+            for name in [model] if model else list(self._loaded):
+                if name in self._loaded:
+                    idle += self._evict_locked(self._loaded.pop(name))
+        self._drop(idle)
 
-    def _evict(self, keep: int) -> None:
-        while len(self._loaded) > keep:
-            self.unload(next(iter(self._loaded)))
+    def _acquire(self, preset: ModelPreset) -> LoadedModel:
+        """Count a user of ``preset``'s cache entry, created (after LRU eviction) when missing.
+
+        A new entry is created only while fewer than ``max_loaded`` pipelines are in memory; evicted
+        busy models count until their last user leaves, and the wait for that releases the lock.
+        """
+        dtype = resolve_dtype(self.dtype, preset, self.device)
+        held = self._held_models()
+        while True:
+            with self._lock:
+                loaded = self._loaded.get(preset.name)
+                idle: list[LoadedModel] = []
+                if loaded is None:
+                    while len(self._loaded) >= self.max_loaded:
+                        idle += self._evict_locked(self._loaded.popitem(last=False)[1])
+                    if not idle and self._resident_locked() < self.max_loaded:
+                        loaded = self._loaded[preset.name] = LoadedModel(preset, None, self.device, dtype)
+                    elif not idle:
+                        if any(m in held for m in self._draining):
+                            raise RuntimeError(
+                                f"this thread holds {[m.preset.name for m in held]} and asks for "
+                                f"{preset.name!r} with max_loaded={self.max_loaded}: it would wait on "
+                                "itself; end the first lease first or raise max_loaded"
+                            )
+                        self._lock.wait()  # every slot is a busy evicted model: wait until one is freed
+                        continue
+                if loaded is not None:
+                    self._loaded.move_to_end(preset.name)
+                    loaded.users += 1
+                    held.append(loaded)
+                    return loaded
+            self._drop(idle)  # free the idle victims (outside the lock), then try again
+
+    def _release(self, loaded: LoadedModel) -> None:
+        with contextlib.suppress(ValueError):  # a lease ended by another thread (generator finalised)
+            self._held_models().remove(loaded)
+        with self._lock:
+            loaded.users -= 1
+            if loaded.users:
+                return
+            if not loaded.evicted:
+                if loaded.pipe is None:  # its load failed: drop the empty entry
+                    if self._loaded.get(loaded.preset.name) is loaded:
+                        del self._loaded[loaded.preset.name]
+                    self._lock.notify_all()
+                return
+        self._drop([loaded])
+
+    def _evict_locked(self, loaded: LoadedModel) -> list[LoadedModel]:
+        """Mark an entry removed from the cache as evicted; it counts as resident (``_draining``) until
+        freed. Returns it if idle (the caller frees it with ``_drop``), else its last user frees it."""
+        loaded.evicted = True
+        self._draining.append(loaded)
+        return [] if loaded.users else [loaded]
+
+    def _drop(self, models: list[LoadedModel]) -> None:
+        """Free evicted idle models (outside the service lock), then let waiting loads go on."""
+        if not models:
+            return
+        for loaded in models:
+            with loaded.lock:
+                loaded.npnets.clear()
+                loaded.pipe = None
+        free_memory()
+        with self._lock:
+            for loaded in models:
+                if loaded in self._draining:
+                    self._draining.remove(loaded)
+            self._lock.notify_all()
+
+    def _resident_locked(self) -> int:
+        return len(self._loaded) + len(self._draining)
+
+    def _held_models(self) -> list[LoadedModel]:
+        """The models this thread holds leases on."""
+        if not hasattr(self._held, "models"):
+            self._held.models = []
+        return self._held.models
+
+    def _npnet_locked(self, loaded: LoadedModel, key: str) -> torch.nn.Module:
+        """The NPNet ``key`` of ``loaded`` (under its lock): cached, least recently used dropped first."""
+        nets = loaded.npnets
+        if key in nets:
+            nets.move_to_end(key)
+            return nets[key]
+        while len(nets) >= self.max_npnets:
+            nets.popitem(last=False)
+        spec = None if key == TINY_RANDOM_NPNET else key
+        nets[key] = load_npnet_for(loaded.preset, loaded.pipe, spec, self.device)
+        return nets[key]
 
     # -- generation ----------------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> GenerationResult:
@@ -321,11 +478,8 @@ class GoldenNoiseService:
         start = time.perf_counter()
         preset = self.preset(request.model)
         settings = resolve_settings(request, preset)
-        while True:  # a model evicted by another thread between load() and the lock is loaded again
-            loaded = self.load(preset.name, request.npnet, with_npnet="npnet" in settings["methods"])
-            with loaded.lock:
-                if loaded.pipe is not None:
-                    return self._generate_locked(loaded, request, settings, start)
+        with self.lease(preset.name, request.npnet, with_npnet="npnet" in settings["methods"]) as loaded:
+            return self._generate_locked(loaded, request, settings, start)
 
     def _generate_locked(self, loaded: LoadedModel, request, settings, start: float) -> GenerationResult:
         with _PeakMemory(loaded.device) as peak, _large_image_tiling(loaded, settings):

@@ -1,22 +1,29 @@
 """Checkpoint layouts, round trips, hub resolution offline, and every bad-checkpoint error."""
 
 import argparse
+import dataclasses
+import json
 import pickle
+import re
+import time
 import zipfile
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from cli.convert import main as convert_main
 from npnet.checkpoints import (
     infer_config,
+    inspect_checkpoint,
     load_npnet,
     read_checkpoint,
     resolve_checkpoint,
     save_npnet,
     save_official,
 )
+from npnet.errors import UserError
 from npnet.model import NPNET_PRESETS, NPNet
 
 
@@ -134,7 +141,9 @@ def test_half_precision_noise_goes_through_a_float32_npnet(tmp_path):
     with torch.inference_mode():
         full, half = net(noise, embeds), net(noise.bfloat16(), embeds.bfloat16())
     assert half.dtype == torch.bfloat16
-    torch.testing.assert_close(half.float(), net(noise.bfloat16().float(), embeds.bfloat16().float()).bfloat16().float())
+    torch.testing.assert_close(
+        half.float(), net(noise.bfloat16().float(), embeds.bfloat16().float()).bfloat16().float()
+    )
     assert full.dtype == torch.float32
 
 
@@ -202,3 +211,143 @@ def test_hub_names_fail_offline_with_download_instructions():
 def test_config_inference_from_shapes_matches_presets():
     for name in ("sdxl", "dit"):
         assert infer_config(NPNet(NPNET_PRESETS[name]).state_dict()) == NPNET_PRESETS[name]
+
+
+# -- untrusted files: refused before anything is built, every message names the file ---------------------
+WHAT = "An NPNet checkpoint is a .safetensors or PyTorch .pth file"
+
+
+def _refuses(path, match, loader=load_npnet):
+    start = time.perf_counter()
+    with pytest.raises(UserError) as info:
+        loader(path)
+    message = str(info.value)
+    assert str(path) in message and WHAT in message, message
+    assert re.search(match, message), message
+    return time.perf_counter() - start
+
+
+def test_a_huge_declared_architecture_is_refused_before_any_allocation(tmp_path):
+    """A ~150-byte safetensors whose metadata declares text_dim=4e6 (a 9.9 GB text embedding)."""
+    path = tmp_path / "huge.safetensors"
+    save_file(
+        {"alpha": torch.zeros(1)}, str(path), metadata={"npnet_config": json.dumps({"text_dim": 4_000_000})}
+    )
+    assert path.stat().st_size < 200
+    assert _refuses(path, r"text_dim=4000000 is outside the limit 1\.\.16384") < 2.0
+    assert _refuses(path, "text_dim=4000000", inspect_checkpoint) < 2.0
+    # within the limits but not what the tensors hold: refused by the shape check (meta device, no memory)
+    net = _net()
+    big = dataclasses.replace(net.config, text_dim=16384).to_dict()
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    save_file(state, str(tmp_path / "liar.safetensors"), metadata={"npnet_config": json.dumps(big)})
+    seconds = _refuses(
+        tmp_path / "liar.safetensors",
+        r"does not match the NPNet architecture declared in its metadata.*embeeding.linear.weight: "
+        r"file \(8, 4928\) vs model \(8, 1261568\)",
+    )
+    assert seconds < 2.0
+
+
+def test_convert_refuses_the_huge_file_fast(tmp_path):
+    path = tmp_path / "huge.safetensors"
+    save_file(
+        {"alpha": torch.zeros(1)}, str(path), metadata={"npnet_config": json.dumps({"text_dim": 4_000_000})}
+    )
+    args = argparse.Namespace(
+        source=str(path), target=str(tmp_path / "out.pth"), to="auto", filename=None, check=True
+    )
+    start = time.perf_counter()
+    with pytest.raises(UserError, match="huge.safetensors"):
+        convert_main(args)
+    assert time.perf_counter() - start < 2.0 and not (tmp_path / "out.pth").exists()
+
+
+def test_text_and_system_files_are_not_checkpoints(tmp_path):
+    (tmp_path / "x.pth").write_text("hello, this is a text file\n")  # torch.load: KeyError(101) before
+    _refuses(tmp_path / "x.pth", "is not an NPNet checkpoint: it is neither a safetensors nor a PyTorch file")
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n")
+    _refuses(passwd, "is not an NPNet checkpoint")  # IndexError before
+    _refuses(passwd, "is not an NPNet checkpoint", read_checkpoint)
+    _refuses(passwd, "is not an NPNet checkpoint", inspect_checkpoint)
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    _refuses(tmp_path / "empty.safetensors", "is not an NPNet checkpoint")
+    args = argparse.Namespace(source=str(tmp_path / "x.pth"), target=str(tmp_path / "y.safetensors"), to="auto",
+                              filename=None, check=True)  # fmt: skip
+    with pytest.raises(UserError, match="x.pth is not an NPNet checkpoint"):
+        convert_main(args)
+
+
+def test_bad_metadata_names_the_file_and_the_field(tmp_path):
+    net = _net()
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    config = net.config.to_dict()
+    config.pop("text_dim")
+    save_file(state, str(tmp_path / "no-width.safetensors"), metadata={"npnet_config": json.dumps(config)})
+    _refuses(tmp_path / "no-width.safetensors", "has no text_dim")  # TypeError before
+    save_file(state, str(tmp_path / "bad-json.safetensors"), metadata={"npnet_config": "{'text_dim': 64,"})
+    _refuses(tmp_path / "bad-json.safetensors", "metadata 'npnet_config' .* is not valid JSON")
+    save_file(state, str(tmp_path / "list.safetensors"), metadata={"npnet_config": "[64]"})
+    _refuses(tmp_path / "list.safetensors", "'npnet_config' is a list, not a JSON object")
+    for field, value, match in [
+        ("text_dim", 64.5, "text_dim must be an integer"),
+        ("latent_size", 0, r"latent_size=0 is outside the limit 1\.\.512"),
+        ("use_svd_branch", "yes", "use_svd_branch must be true or false"),
+        (
+            "backbone_kwargs",
+            [["embed_dim", 10**9]],
+            "backbone_kwargs embed_dim=1000000000 is outside the limits",
+        ),
+        ("backbone_kwargs", [["window_size", 64]], "backbone_kwargs window_size=64 is outside the limits"),
+        ("attn_heads", 3, "attn_heads=3 must divide the SVD width 16"),
+    ]:
+        meta = {"npnet_config": json.dumps({**net.config.to_dict(), field: value})}
+        save_file(state, str(tmp_path / "field.safetensors"), metadata=meta)
+        _refuses(tmp_path / "field.safetensors", match)
+    official = {**_official_dict(net), "npnet_config": {"latent_size": 8}}  # .pth: a dict without text_dim
+    torch.save(official, tmp_path / "no-width.pth")
+    _refuses(tmp_path / "no-width.pth", "has no text_dim")
+
+
+def test_foreign_entries_and_shapes_without_metadata_are_user_errors(tmp_path):
+    torch.save({"unet_svd": {"mlp1.0.weight": "not a tensor"}}, tmp_path / "str.pth")
+    _refuses(tmp_path / "str.pth", r"entry unet_svd.mlp1.0.weight is a str, not a tensor")
+    state = {k: v.contiguous() for k, v in _net().state_dict().items()}
+    no_swin = {k: v for k, v in state.items() if not k.startswith("unet_embedding.swin.")}
+    save_file(no_swin, str(tmp_path / "no-swin.safetensors"))  # no metadata: shapes are inferred
+    _refuses(tmp_path / "no-swin.safetensors", r"its tensors do not form an NPNet \(KeyError")
+    save_file({**state, "alpha": torch.zeros(5)}, str(tmp_path / "alpha.safetensors"),
+              metadata={"npnet_config": json.dumps(_net().config.to_dict())})  # fmt: skip
+    _refuses(tmp_path / "alpha.safetensors", r"wrong shapes \['alpha: file \(5,\) vs model \(1,\)'\]")
+
+
+def test_inspect_reads_the_header_without_the_tensors(tmp_path, monkeypatch):
+    net = _net()
+    path = save_npnet(net, tmp_path / "n.safetensors")
+    read = []
+    real_open = safe_open
+
+    class Counting:  # safe_open that counts the tensors read
+        def __init__(self, *args, **kwargs):
+            self.inner = real_open(*args, **kwargs)
+
+        def __enter__(self):
+            self.handle = self.inner.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.inner.__exit__(*exc)
+
+        def get_tensor(self, key):
+            read.append(key)
+            return self.handle.get_tensor(key)
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+    monkeypatch.setattr("npnet.checkpoints.safe_open", Counting)
+    header = inspect_checkpoint(path)
+    assert header.path == path and header.config == net.config and read == []
+    assert header.shapes["embeeding.linear.weight"] == (8, 77 * 64) and header.shapes["alpha"] == (1,)
+    assert torch.equal(_out(load_npnet(path)), _out(net)) and len(read) == len(net.state_dict())

@@ -31,9 +31,9 @@ def test_empty_prompt(service, prompt):
 def test_size_not_a_multiple_of_8_names_the_nearest_sizes(service):
     _fails(
         service,
-        r"1000x1001 must be a multiple of 8.*height 1001 -> use 1000 or 1008",
-        width=1000,
-        height=1001,
+        r"200x201 must be a multiple of 8.*height 201 -> use 200 or 208",
+        width=200,
+        height=201,
     )
     _fails(service, r"width 60 -> use 56 or 64", width=60)
     dit = GenerationRequest("tiny-hunyuan-dit", PROMPT, width=72, height=64)
@@ -49,6 +49,11 @@ def test_unknown_scheduler_and_model_list_the_choices(service):
     )
     _fails(service, "unknown model 'sdxl-tiny'.*tiny-sdxl, tiny-hunyuan-dit", model="sdxl-tiny")
     _fails(service, "needs the hub.*work offline.*tiny-sdxl", model="sdxl")
+
+
+def test_sizes_and_steps_above_the_model_limits_name_the_limit(service):
+    _fails(service, r"width 1000 px is above the limit of 256 px for tiny-sdxl", width=1000, height=1001)
+    _fails(service, r"steps 101 is above the limit of 100 steps for tiny-sdxl", steps=101)
 
 
 def test_other_bad_settings(service):

@@ -9,9 +9,20 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from cli.train import add_arguments, main
-from npnet.checkpoints import load_npnet
+from npnet.checkpoints import load_npnet, save_npnet
 from npnet.data.dataset import NoisePairDataset, write_dataset
-from npnet.training.train import TrainConfig, _collate, epoch_batches, evaluate, train
+from npnet.errors import UserError
+from npnet.model import NPNET_PRESETS, NPNet
+from npnet.training.train import (
+    TrainConfig,
+    _collate,
+    build_model,
+    check_init,
+    epoch_batches,
+    evaluate,
+    train,
+)
+from npnet.worlds.tiny import build_tiny_npnet
 
 
 def _learnable(folder, n_prompts=4, per_prompt=12, seed=0):
@@ -153,3 +164,91 @@ def test_two_process_ddp_on_cpu(tmp_path):
     identity = torch.stack([(a - b).square().mean() for a, b, _ in val]).mean()
     assert float(history[-1]["val_identity"]) == pytest.approx(float(identity), rel=1e-5)
     assert load_npnet(str(tmp_path / "ckpt" / "last" / "npnet.pth")).config.text_dim == 64
+
+
+def _small_run(tmp_path, **changes):
+    data = _learnable(tmp_path / "npd", n_prompts=2, per_prompt=4)
+    common = dict(
+        data=str(data), out=str(tmp_path / "run"), preset="tiny", epochs=1, batch_size=4, lr=1e-3,
+        val_fraction=0.25, device="cpu",
+    )  # fmt: skip
+    return {**common, **changes}
+
+
+def test_an_existing_run_is_never_overwritten_without_resume(tmp_path):
+    common = _small_run(tmp_path)
+    torch.manual_seed(11)
+    rng = torch.get_rng_state()
+    train(TrainConfig(**common), log=lambda s: None)
+    assert torch.equal(torch.get_rng_state(), rng)  # training forks the process-wide RNG
+    run = tmp_path / "run"
+    before = {p: p.read_bytes() for p in (run / "history.csv", run / "last" / "npnet.safetensors")}
+    with pytest.raises(
+        UserError,
+        match=r"run already holds a training run of 1 epoch .*resume=True \(command line: --resume\)",
+    ):
+        train(TrainConfig(**{**common, "epochs": 3}), log=lambda s: None)
+    assert all(p.read_bytes() == data for p, data in before.items())  # nothing was touched
+    lines = []
+    resumed = train(TrainConfig(**{**common, "epochs": 2}, resume=True), log=lines.append)
+    assert [r["epoch"] for r in resumed.history] == [1, 2] and lines[0].startswith(
+        f"resumed from {run / 'last'}"
+    )
+
+
+def test_resume_with_nothing_to_resume_says_so_and_starts_a_new_run(tmp_path):
+    lines = []
+    result = train(TrainConfig(**_small_run(tmp_path), resume=True), log=lines.append)
+    assert lines[0] == f"nothing to resume in {tmp_path / 'run'}; starting a new run"
+    assert [r["epoch"] for r in result.history] == [1]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("lr", float("nan"), "lr must be a finite number > 0"),
+        ("lr", 0.0, "lr must be a finite number > 0"),
+        ("lr", float("inf"), "lr must be a finite number > 0"),
+        ("weight_decay", -0.01, "weight_decay must be a finite number >= 0"),
+        ("val_fraction", 1.0, r"val_fraction must be a finite number in \[0, 1\)"),
+        ("val_fraction", -0.1, r"val_fraction must be a finite number in \[0, 1\)"),
+        ("epochs", 0, "epochs must be an integer >= 1"),
+        ("batch_size", 2.5, "batch_size must be an integer >= 1"),
+        ("max_grad_norm", float("nan"), "max_grad_norm must be a finite number"),
+        ("split_by", "seed", "unknown split_by 'seed'"),
+        ("init", "", "init must be random, imagenet or an NPNet checkpoint"),
+    ],
+)
+def test_bad_settings_are_refused_when_the_config_is_made(field, value, match):
+    with pytest.raises(UserError, match=match):
+        TrainConfig(data="d", out="o", **{field: value})
+
+
+def test_init_must_name_a_loadable_checkpoint_checked_before_any_work(tmp_path):
+    (tmp_path / "notes.pth").write_text("hello, not weights\n")
+    config = TrainConfig(
+        data=str(tmp_path / "no-data-here"),
+        out=str(tmp_path / "o"),
+        preset=None,
+        init=str(tmp_path / "notes.pth"),
+    )
+    with pytest.raises(
+        UserError, match=r"init '.*notes.pth' is not a usable NPNet checkpoint: .* is not an NPNet"
+    ):
+        train(config, log=lambda s: None)  # the missing data would fail later: the init is checked first
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(UserError, match="absent.safetensors does not exist"):
+        check_init(str(tmp_path / "absent.safetensors"))
+    good = save_npnet(build_tiny_npnet(64), tmp_path / "good.safetensors")
+    assert check_init(str(good)) == NPNET_PRESETS["tiny"] and check_init("random") is None
+
+
+def test_build_model_is_seeded_but_leaves_the_process_rng_alone():
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    net, note = build_model(TrainConfig(data="d", out="o", preset="tiny", seed=3))
+    assert torch.equal(torch.get_rng_state(), before) and note == "random"
+    torch.manual_seed(3)  # what build_model did before it forked the RNG: same weights
+    expected = NPNet.from_config("tiny")
+    for (name, a), b in zip(net.state_dict().items(), expected.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -12,6 +12,14 @@ from npnet.worlds.micro.grammar import IMAGE_SIZE as MICRO_SIZE
 from npnet.worlds.micro.pipeline import MICRO_GUIDANCE_SCALE, MICRO_STEPS, load_micro_pipeline
 from npnet.worlds.tiny import TINY_SIZE, build_tiny_hunyuan_dit, build_tiny_sdxl
 
+# Request limits per preset (overridable per preset with ``max_side`` / ``max_steps``): 4x the native
+# side (SDXL 1024 -> 4096 px, 16x the pixels; micro / tiny 64 -> 256 px) keeps one request's latents and
+# VAE decode within reach of one GPU (CPU for the offline worlds); 150 steps is 3x the paper's 50
+# (DDIM / DPM++ converge well before), 100 for the offline models, which default to 4-20 on a CPU.
+SIDE_LIMIT_FACTOR = 4
+HUB_MAX_STEPS = 150
+OFFLINE_MAX_STEPS = 100
+
 
 @dataclass(frozen=True)
 class ModelPreset:
@@ -21,6 +29,11 @@ class ModelPreset:
     a hub id, or an ``assets/...`` path of the repository); ``None`` means a seeded tiny random NPNet.
     ``builder`` (called as ``builder(device=..., dtype=...)``) builds offline presets locally; hub
     presets load ``hub_id`` with ``pipeline_class.from_pretrained``.
+
+    Request limits (refused before any work, see ``npnet.engine.resolve_sampling``): ``side_limit``
+    (``max_side``, default ``SIDE_LIMIT_FACTOR`` x the native side) and ``step_limit`` (``max_steps``,
+    default ``HUB_MAX_STEPS`` for hub models, ``OFFLINE_MAX_STEPS`` for offline ones); the same limit
+    applies to ``redenoise_steps``.
     """
 
     name: str
@@ -47,6 +60,18 @@ class ModelPreset:
     collect_steps: int = 10  # re-denoise/collection steps used by the paper (App. A.5)
     size_multiple: int = 8
     assets: tuple[str, ...] = ()  # shipped files (``assets/...``) the builder needs
+    max_side: int | None = None  # largest image side in px; None: SIDE_LIMIT_FACTOR x the native side
+    max_steps: int | None = None  # most (re-)denoising steps; None: HUB_MAX_STEPS / OFFLINE_MAX_STEPS
+
+    @property
+    def side_limit(self) -> int:
+        """The largest width or height a request may ask for, in pixels."""
+        return self.max_side or SIDE_LIMIT_FACTOR * max(self.width, self.height)
+
+    @property
+    def step_limit(self) -> int:
+        """The most sampling (and re-denoise) steps a request may ask for."""
+        return self.max_steps or (OFFLINE_MAX_STEPS if self.offline else HUB_MAX_STEPS)
 
 
 _SDXL = "stabilityai/stable-diffusion-xl-base-1.0"

@@ -21,12 +21,34 @@ from npnet.model import NPNet
 _RESUME_FREE = ("epochs", "resume", "device", "num_workers")
 
 
+def finished_run(out: Path) -> int | None:
+    """How many epochs the run in ``out`` finished (``last/trainer_state.pt`` exists), else None."""
+    out = Path(out)
+    if not (out / "last" / "trainer_state.pt").is_file():
+        return None
+    history = out / "history.csv"
+    if history.is_file():
+        return max(0, len([line for line in history.read_text().splitlines() if line.strip()]) - 1)
+    try:  # the history is written right after the state: read the epoch from the state itself
+        return int(
+            torch.load(out / "last" / "trainer_state.pt", map_location="cpu", weights_only=True)["epoch"]
+        )
+    except Exception:  # unreadable: still a run that must not be overwritten silently
+        return 0
+
+
 def check_resume_config(out: Path, config) -> None:
     """Resuming with other data or hyper-parameters would not continue the same run (epochs may grow)."""
     path = out / "train_config.json"
     if not path.is_file():
         return
-    saved, now = json.loads(path.read_text()), json.loads(json.dumps(config.to_dict()))
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(
+            f"{path} (the settings of the run to resume) is unreadable ({err}); choose a new out folder"
+        ) from err
+    now = json.loads(json.dumps(config.to_dict()))
     diff = sorted(k for k in now if k not in _RESUME_FREE and saved.get(k) != now[k])
     if diff:
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)

@@ -16,6 +16,11 @@
 * Collapse check every epoch: validation MSE of the model vs the identity (pred = x_T) and zero
   (pred = 0) baselines, and the output/input RMS ratio; ``collapsed`` flags an output that (nearly)
   cancels its input or is no better than predicting zeros.
+* An ``out`` folder that holds a run (``last/trainer_state.pt``) is never overwritten: pass ``resume=True``
+  (command line: ``--resume``) to continue it, or choose a new folder. Settings and the ``init``
+  checkpoint's header are checked before any work (``check_before_training``; ``check_init`` for the app).
+* Seeding happens inside ``torch.random.fork_rng``: the process-wide RNG state is restored after
+  ``build_model`` and ``train`` (other threads' requests are not reseeded by a training run).
 * Resume (``resume=True``) continues from ``last/`` with the same trajectory: batches are shuffled
   from (seed, epoch), so "2 epochs + resume 2" equals "4 straight" (checkpoints are per epoch; a kill
   mid-epoch redoes that epoch). Only ``epochs`` may change on resume (with ``lr_schedule="cosine"``
@@ -25,10 +30,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,13 +44,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from npnet.checkpoints import load_npnet
+from npnet.checkpoints import inspect_checkpoint, load_npnet
 from npnet.data.dataset import NoisePairDataset
 from npnet.errors import UserError
 from npnet.io import atomic_write_json
 from npnet.model import NPNET_PRESETS, NPNet, NPNetConfig
 from npnet.training.state import (
     check_resume_config,
+    finished_run,
     load_last,
     restore_rng,
     rng_state,
@@ -92,16 +100,38 @@ class TrainConfig:
             if value not in choices:
                 raise UserError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
         if isinstance(self.preset, str) and self.preset not in NPNET_PRESETS:
-            raise UserError(
-                f"unknown NPNet preset {self.preset!r}; choose one of {', '.join(NPNET_PRESETS)}"
-            )
+            raise UserError(f"unknown NPNet preset {self.preset!r}; choose one of {', '.join(NPNET_PRESETS)}")
+        if self.split_by not in ("sample", "prompt"):
+            raise UserError(f"unknown split_by {self.split_by!r}; choose sample or prompt")
+        if not isinstance(self.init, str) or not self.init.strip():
+            raise UserError(f"init must be {', '.join(INITS)} or an NPNet checkpoint; got {self.init!r}")
         if self.preset is None and self.init in INITS:
             raise UserError("preset=None needs init=<checkpoint> to take the architecture from")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise UserError("epochs and batch_size must be >= 1 and lr > 0")
+        whole = (("epochs", 1), ("batch_size", 1), ("warmup_steps", 0), ("num_workers", 0), ("seed", 0))
+        for name, low in whole:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise UserError(f"{name} must be an integer >= {low}; got {value!r}")
+        _check_number("lr", self.lr, "> 0", lambda v: v > 0)
+        _check_number("weight_decay", self.weight_decay, ">= 0", lambda v: v >= 0)
+        _check_number("max_grad_norm", self.max_grad_norm, ">= 0 (0: no clipping)", lambda v: v >= 0)
+        _check_number("val_fraction", self.val_fraction, "in [0, 1)", lambda v: 0 <= v < 1)
+        _check_number("collapse_ratio", self.collapse_ratio, ">= 0", lambda v: v >= 0)
+        if self.margin is not None:
+            _check_number("margin", self.margin, "or None (the collection's decision)", lambda v: True)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _check_number(name: str, value: Any, rule: str, ok: Callable[[float], bool]) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not ok(value)
+    ):
+        raise UserError(f"{name} must be a finite number {rule}; got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -118,10 +148,59 @@ class TrainResult:
     net: NPNet
 
 
+# -- checks before any work -------------------------------------------------------------------------
+def check_init(init: str) -> NPNetConfig | None:
+    """The architecture of the ``init`` checkpoint (None for "random" / "imagenet"), from its header.
+
+    Cheap (no network is built; a safetensors file's tensors are not read): the app calls it before
+    collecting. A UserError names the input when it is not a loadable NPNet checkpoint.
+    """
+    if init in INITS:
+        return None
+    try:
+        return inspect_checkpoint(init).config
+    except UserError as err:
+        raise UserError(f"init {init!r} is not a usable NPNet checkpoint: {err}") from err
+
+
+def check_out(config: TrainConfig) -> int | None:
+    """Refuse to overwrite a run: ``out`` holding ``last/trainer_state.pt`` needs ``resume=True``.
+
+    Returns the finished epochs to resume from (None: nothing to resume); with ``resume``, the saved
+    settings must match (``check_resume_config``).
+    """
+    out = Path(config.out)
+    epochs = finished_run(out)
+    if epochs is not None and not config.resume:
+        raise UserError(
+            f"{out} already holds a training run of {epochs} epoch{'' if epochs == 1 else 's'} "
+            f"({out / 'last'}); pass resume=True "
+            "(command line: --resume) to continue it, or choose a new out folder"
+        )
+    if config.resume and epochs is not None:
+        check_resume_config(out, config)
+    return epochs
+
+
+def check_before_training(config: TrainConfig) -> NPNetConfig | None:
+    """Every check ``train`` makes before any work: the out folder (``check_out``) and ``check_init``."""
+    check_out(config)
+    return check_init(config.init)
+
+
 # -- model ---------------------------------------------------------------------------------------
 def build_model(config: TrainConfig) -> tuple[NPNet, str]:
-    """NPNet from the preset (seeded), initialised per ``config.init``; returns (net, init report)."""
-    torch.manual_seed(config.seed)
+    """NPNet from the preset (seeded), initialised per ``config.init``; returns (net, init report).
+
+    Seeded inside ``torch.random.fork_rng``: the process-wide RNG state is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        return _seeded_model(config)
+
+
+def _seeded_model(config: TrainConfig) -> tuple[NPNet, str]:
+    """``build_model`` on the current (already forked) RNG: seeds it with ``config.seed`` first."""
+    torch.default_generator.manual_seed(config.seed)  # the weights are built on the CPU
     preset = NPNET_PRESETS[config.preset] if isinstance(config.preset, str) else config.preset
     if config.init in INITS:
         return NPNet.from_config(preset, init=config.init), config.init
@@ -135,6 +214,23 @@ def build_model(config: TrainConfig) -> tuple[NPNet, str]:
     skipped = sorted(set(target) - set(loaded))
     note = f"; re-initialised {len(skipped)} tensors of other shape: {skipped[:4]}" if skipped else ""
     return net, f"checkpoint {config.init}{note}"
+
+
+@contextlib.contextmanager
+def _own_rng(device: torch.device, seed: int) -> Iterator[None]:
+    """Fork the CPU generator, the training device's CUDA generator (seeded with ``seed`` as
+    ``torch.manual_seed`` did: drop-path draws on the GPU) and Python's ``random`` for a training run."""
+    cuda = device.type == "cuda"
+    index = (device.index if device.index is not None else torch.cuda.current_device()) if cuda else None
+    state = random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[index] if cuda else []):
+            if cuda:
+                with torch.cuda.device(index):
+                    torch.cuda.manual_seed(seed)
+            yield
+    finally:
+        random.setstate(state)
 
 
 def check_data(net: NPNet, sample: tuple) -> None:
@@ -271,25 +367,36 @@ def train(
     callback: Callable[[dict[str, Any]], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Alg. 2. ``callback(epoch_record)`` runs after each epoch's checkpoint (progress UIs; may raise)."""
+    """Alg. 2. ``callback(epoch_record)`` runs after each epoch's checkpoint (progress UIs; may raise).
+
+    Refuses (before any work) an ``out`` that holds a run unless ``config.resume``; with ``resume`` and
+    nothing to resume it logs so and starts a new run.
+    """
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
+    resumable = check_out(config)
+    check_init(config.init)
     # find_unused_parameters: the SVD branch's BatchNorm is in the released weights but unused (and
     # beta is unused without the residual branch), which plain DDP rejects.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     acc = Accelerator(cpu=config.device == "cpu", kwargs_handlers=[ddp])
     log = log if acc.is_main_process else (lambda message: None)
+    if config.resume and resumable is None:
+        log(f"nothing to resume in {config.out}; starting a new run")
+    with _own_rng(acc.device, config.seed):
+        return _train(config, acc, encode_prompts, callback, log)
+
+
+def _train(config: TrainConfig, acc, encode_prompts, callback, log) -> TrainResult:
     out = Path(config.out)
     train_set, val_set = _datasets(config)
-    net, init_note = build_model(config)
+    net, init_note = _seeded_model(config)
     check_data(net, train_set[0])
     net.to(acc.device).train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(epoch_batches(len(train_set), config.batch_size, 0, 0, 0, acc.num_processes))
     total = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, total))
-    if config.resume:
-        check_resume_config(out, config)
     state = load_last(out, net, optimizer, scheduler) if config.resume else None
     start_epoch = state["epoch"] if state else 0
     history, step_losses = (state["history"], state["step_losses"]) if state else ([], [])

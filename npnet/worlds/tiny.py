@@ -4,6 +4,10 @@
 both at 64x64 px (8x8 latents, VAE scale factor 8 as the real models) with tiny text encoders whose
 tokenizers are loaded from files this module writes itself (no hub). They make every code path
 run in tests and offline; their images are noise, not pictures.
+
+Builders seed the CPU generator (the weights are built on the CPU) inside ``torch.random.fork_rng``: the
+same seed gives the same weights, and the process-wide RNG state (other threads' requests, a training
+run) is restored afterwards; CUDA generators are not touched.
 """
 
 from __future__ import annotations
@@ -160,12 +164,13 @@ def build_tiny_sdxl(device="cpu", dtype: torch.dtype = torch.float32, seed: int 
 
     with tempfile.TemporaryDirectory() as tmp:
         clip, clip_2, _, _ = _tokenizers(Path(tmp))
-    torch.manual_seed(seed)
-    unet = _tiny_unet()
-    torch.manual_seed(seed)
-    vae = _tiny_vae()
-    torch.manual_seed(seed)
-    text_encoder, text_encoder_2 = _clip_text_models()
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        unet = _tiny_unet()
+        torch.default_generator.manual_seed(seed)
+        vae = _tiny_vae()
+        torch.default_generator.manual_seed(seed)
+        text_encoder, text_encoder_2 = _clip_text_models()
     scheduler = EulerDiscreteScheduler.from_config({**SDXL_SCHEDULER_CONFIG, **_SCHEDULER_EXTRAS})
     pipe = StableDiffusionXLPipeline(
         vae=vae.eval(),
@@ -217,24 +222,25 @@ def build_tiny_hunyuan_dit(device="cpu", dtype: torch.dtype = torch.float32, see
 
     with tempfile.TemporaryDirectory() as tmp:
         _, _, bert_tok, t5_tok = _tokenizers(Path(tmp))
-    torch.manual_seed(seed)
-    transformer = HunyuanDiT2DModel(
-        sample_size=TINY_SIZE // 8,
-        num_layers=2,
-        patch_size=2,
-        attention_head_dim=8,
-        num_attention_heads=3,
-        in_channels=4,
-        cross_attention_dim=TINY_BERT_DIM,
-        cross_attention_dim_t5=TINY_T5_DIM,
-        pooled_projection_dim=16,
-        hidden_size=24,
-        activation_fn="gelu-approximate",
-    )
-    torch.manual_seed(seed)
-    vae = _tiny_vae()
-    torch.manual_seed(seed)
-    bert, t5 = _hunyuan_text_models(len(bert_tok), len(t5_tok))
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        transformer = HunyuanDiT2DModel(
+            sample_size=TINY_SIZE // 8,
+            num_layers=2,
+            patch_size=2,
+            attention_head_dim=8,
+            num_attention_heads=3,
+            in_channels=4,
+            cross_attention_dim=TINY_BERT_DIM,
+            cross_attention_dim_t5=TINY_T5_DIM,
+            pooled_projection_dim=16,
+            hidden_size=24,
+            activation_fn="gelu-approximate",
+        )
+        torch.default_generator.manual_seed(seed)
+        vae = _tiny_vae()
+        torch.default_generator.manual_seed(seed)
+        bert, t5 = _hunyuan_text_models(len(bert_tok), len(t5_tok))
     pipe = HunyuanDiTPipeline(
         vae=vae.eval(),
         text_encoder=bert.eval(),
@@ -257,8 +263,9 @@ def _place(pipe, device, dtype: torch.dtype):
 
 def build_tiny_npnet(text_dim: int, seed: int = 0, device="cpu"):
     """A random-init tiny NPNet (8x8 latents) for a tiny pipeline's prompt-embedding width."""
-    torch.manual_seed(seed)
-    net = NPNet(dataclasses.replace(NPNET_PRESETS["tiny"], text_dim=text_dim))
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        net = NPNet(dataclasses.replace(NPNET_PRESETS["tiny"], text_dim=text_dim))
     with torch.no_grad():  # released nets have small non-zero alpha/beta; make every branch count
         net.alpha.fill_(0.5)
         net.beta.fill_(0.1)
