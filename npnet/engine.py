@@ -35,7 +35,7 @@ from npnet.diffusion.loading import (
     unavailable_reason,
 )
 from npnet.diffusion.presets import MODEL_PRESETS, ModelPreset, hub_offline, resolve_model
-from npnet.diffusion.redenoise import REDENOISE_MODES, redenoise_trace
+from npnet.diffusion.redenoise import REDENOISE_MODES, first_timestep, redenoise_trace
 from npnet.diffusion.sampling import (
     check_prompt,
     check_size,
@@ -70,7 +70,8 @@ class GenerationRequest:
     inversion_guidance_scale: float | None = None
     batched: bool = True
     redenoise_mode: str = "correct"  # "correct" | "official" (see npnet.diffusion.redenoise)
-    redenoise_steps: int | None = None  # DDIM step size 1000/steps; default: the preset's collect_steps
+    redenoise_steps: int | None = None  # DDIM step size 1000/N; default: the sampling steps (its schedule)
+    redenoise_guidance_scale: float | None = None  # w_l of the DDIM step; default: the sampling CFG
 
 
 @dataclass(frozen=True)
@@ -177,10 +178,13 @@ def resolve_sampling(
     redenoise_mode: str = "correct",
     redenoise_steps: int | None = None,
     npnet: str | None = None,
+    redenoise_guidance_scale: float | None = None,
 ) -> dict[str, Any]:
     """The sampling settings with the preset's defaults filled in, validated (UserError saying the fix).
 
     Sizes above ``preset.side_limit`` and steps above ``preset.step_limit`` are refused here, before work.
+    Re-denoise (Eq. 1-2) defaults to the sampling schedule (``redenoise_steps`` = the sampling steps,
+    starting at the sampler's first timestep) and to w_l = the sampling CFG; both can be set apart.
     """
     width = _side("width", _default(width, preset.width), preset)
     height = _side("height", _default(height, preset.height), preset)
@@ -188,14 +192,19 @@ def resolve_sampling(
     if redenoise_mode not in REDENOISE_MODES:
         raise UserError(f"unknown redenoise_mode {redenoise_mode!r}; choose {', '.join(REDENOISE_MODES)}")
     methods = _methods(methods)
-    redenoise_steps = _steps("redenoise_steps", redenoise_steps or preset.collect_steps, preset)
+    steps = _steps("steps", _default(steps, preset.steps), preset)
+    redenoise_steps = _steps("redenoise_steps", redenoise_steps or steps, preset)
+    cfg = _scale("guidance_scale", _default(guidance_scale, preset.guidance_scale))
     if "inversion" in methods and redenoise_steps < 2:
         raise UserError(f"the inversion method needs redenoise_steps >= 2; got {redenoise_steps}")
     return {
         "model": preset.name,
         "family": preset.family,
-        "steps": _steps("steps", _default(steps, preset.steps), preset),
-        "guidance_scale": _scale("guidance_scale", _default(guidance_scale, preset.guidance_scale)),
+        "steps": steps,
+        "guidance_scale": cfg,
+        "redenoise_guidance_scale": _scale(
+            "redenoise_guidance_scale", _default(redenoise_guidance_scale, _default(preset.redenoise_guidance_scale, cfg))
+        ),
         "inversion_guidance_scale": _scale(
             "inversion_guidance_scale", _default(inversion_guidance_scale, preset.inversion_guidance_scale)
         ),
@@ -226,6 +235,7 @@ def resolve_settings(request: GenerationRequest, preset: ModelPreset) -> dict[st
         redenoise_mode=request.redenoise_mode,
         redenoise_steps=request.redenoise_steps,
         npnet=request.npnet,
+        redenoise_guidance_scale=request.redenoise_guidance_scale,
     )
     prompt = {"prompt": request.prompt, "negative_prompt": request.negative_prompt, "seed": request.seed}
     return {**sampling, **prompt, "batched": bool(request.batched)}
@@ -484,10 +494,11 @@ class GoldenNoiseService:
     def _generate_locked(self, loaded: LoadedModel, request, settings, start: float) -> GenerationResult:
         with _PeakMemory(loaded.device) as peak, _large_image_tiling(loaded, settings):
             timings: dict[str, float] = {}
-            latents, embeds = self._latents(loaded, request, settings, timings)
-            settings.update(device=str(loaded.device), dtype=str(loaded.dtype).replace("torch.", ""))
             view = with_scheduler(loaded.pipe, settings["scheduler"], progress=self.progress)
             settings["scheduler_class"] = type(view.scheduler).__name__
+            settings["redenoise_start"] = first_timestep(view, settings["steps"])  # the sampler's first level
+            latents, embeds = self._latents(loaded, settings, timings)
+            settings.update(device=str(loaded.device), dtype=str(loaded.dtype).replace("torch.", ""))
             methods = settings["methods"]
             tick = time.perf_counter()
             images, used_batched = denoise(
@@ -515,7 +526,7 @@ class GoldenNoiseService:
             peak_memory=peak.result,
         )
 
-    def _latents(self, loaded: LoadedModel, request, settings, timings):
+    def _latents(self, loaded: LoadedModel, settings, timings):
         """x_T, and the golden / re-denoised latents the request asks for (CPU float32)."""
         pipe = loaded.pipe
         tick = time.perf_counter()
@@ -537,9 +548,10 @@ class GoldenNoiseService:
                 x_T,
                 embeds,
                 settings["redenoise_steps"],
-                settings["guidance_scale"],
+                settings["redenoise_guidance_scale"],
                 settings["inversion_guidance_scale"],
                 mode=settings["redenoise_mode"],
+                start=settings["redenoise_start"],
             ).x_prime
             timings["redenoise"] = time.perf_counter() - tick
         return latents, embeds

@@ -43,6 +43,9 @@ class GenerateForm:
     guidance_scale: Any
     width: Any
     height: Any
+    redenoise_cfg: Any = None  # w_l of the re-denoise DDIM step (inversion method); empty: the preset's
+    inversion_cfg: Any = None  # w_w of the inversion step; empty: the preset's (1.0)
+    redenoise_steps: Any = None  # DDIM step size 1000/N; empty: the sampling schedule
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -76,6 +79,9 @@ class GenerateForm:
             height=whole_number("height", self.height, 1),
             methods=tuple(methods),
             npnet=self._npnet(service, session),
+            redenoise_guidance_scale=_optional(_number, "re-denoise CFG w_l", self.redenoise_cfg),
+            inversion_guidance_scale=_optional(_number, "inversion CFG w_w", self.inversion_cfg),
+            redenoise_steps=_optional(whole_number, "re-denoise steps", self.redenoise_steps, 2),
         )
 
     def _npnet(self, service: StudioService, session: str) -> str | None:
@@ -94,3 +100,8 @@ def _number(name: str, value: Any) -> float:
     if not math.isfinite(number):
         raise UserError(f"{name} must be a finite number; got {value}")
     return number
+
+
+def _optional(parse, name: str, value: Any, *args):
+    """None for an empty optional field (the preset's default), else the parsed value."""
+    return None if value is None or value == "" else parse(name, value, *args)

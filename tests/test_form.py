@@ -76,3 +76,12 @@ def test_whole_number_accepts_integral_values_only():
     for bad in (None, "", True, -1, 2.5, float("inf")):
         with pytest.raises(ValueError):
             whole_number("n", bad)
+
+
+def test_re_denoise_settings_are_optional_and_checked():
+    plain = _form().request(_Service(), ["inversion"])
+    assert (plain.redenoise_guidance_scale, plain.inversion_guidance_scale, plain.redenoise_steps) == (None, None, None)
+    set_ = _form(redenoise_cfg=9, inversion_cfg=0.5, redenoise_steps=10.0).request(_Service(), ["inversion"])
+    assert (set_.redenoise_guidance_scale, set_.inversion_guidance_scale, set_.redenoise_steps) == (9.0, 0.5, 10)
+    with pytest.raises(UserError, match="re-denoise steps must be a whole number >= 2"):
+        _form(redenoise_steps=1).request(_Service(), ["inversion"])

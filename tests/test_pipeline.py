@@ -1,5 +1,6 @@
 """Generation on the tiny SDXL and Hunyuan-DiT backends: determinism, agreement with plain pipeline calls."""
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -97,8 +98,9 @@ def test_inversion_uses_redenoise_of_x_T(service, model):
         result.latents["standard"],
         encode_prompt(loaded.pipe, PROMPT),
         settings["redenoise_steps"],
-        settings["guidance_scale"],
+        settings["redenoise_guidance_scale"],
         settings["inversion_guidance_scale"],
+        start=settings["redenoise_start"],
     ).x_prime
     assert torch.equal(result.latents["inversion"], expected) and "redenoise" in result.timings
 
@@ -183,3 +185,17 @@ def test_generate_seeds_and_negative_prompt(service):
         GenerationRequest("tiny-sdxl", PROMPT, negative_prompt="blurry", methods=("standard",))
     )
     assert not np.array_equal(_np(negative.images["standard"]), _np(results[0].images["standard"]))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_redenoise_defaults_to_the_sampling_schedule_and_its_own_w_l(service, model):
+    """x'_T is built on the sampler's schedule (steps and first timestep); w_l moves x'_T, never the sampling."""
+    base = GenerationRequest(model, PROMPT, seed=4, steps=3, methods=("standard", "inversion"))
+    default = service.generate(base)
+    settings = default.settings
+    assert settings["redenoise_steps"] == settings["steps"] == 3
+    assert settings["redenoise_guidance_scale"] == settings["guidance_scale"]
+    wider = service.generate(dataclasses.replace(base, redenoise_guidance_scale=9.0))
+    assert wider.settings["redenoise_guidance_scale"] == 9.0 and wider.settings["guidance_scale"] == settings["guidance_scale"]
+    assert not torch.allclose(wider.latents["inversion"], default.latents["inversion"], atol=1e-4)
+    assert np.array_equal(_np(wider.images["standard"]), _np(default.images["standard"]))

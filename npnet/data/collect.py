@@ -95,9 +95,11 @@ class CollectConfig:
     model: str
     out: str
     seeds_per_prompt: int = 1
-    steps: int = 10  # sampling and re-denoise steps
-    cfg: float | None = None  # w_l (and the sampling CFG); None: the model preset's
-    inversion_cfg: float = 1.0  # w_w
+    steps: int = 10  # sampling steps; re-denoise runs on the same schedule unless redenoise_steps is set
+    cfg: float | None = None  # the sampling CFG; None: the model preset's
+    inversion_cfg: float = 1.0  # w_w of the inversion step
+    redenoise_cfg: float | None = None  # w_l of the DDIM step; None: the sampling CFG (the paper's setting)
+    redenoise_steps: int | None = None  # DDIM step size 1000/N; None: the sampling schedule
     margin: float = 0.0  # keep iff s_0 + margin < s'_0 (Alg. 1 line 11)
     scheduler: str = "ddim"
     seed_base: int = 0
@@ -135,14 +137,17 @@ def collection_settings(service, config: CollectConfig, prompts: list[str], scor
         inversion_guidance_scale=config.inversion_cfg,
         scheduler=config.scheduler,
         methods=("standard", "inversion"),
-        redenoise_steps=config.steps,
+        redenoise_steps=config.redenoise_steps,
         redenoise_mode=config.redenoise_mode,
+        redenoise_guidance_scale=config.redenoise_cfg,
     )
     return {
         "model": sampling["model"],
         "steps": sampling["steps"],
         "cfg": sampling["guidance_scale"],
         "inversion_cfg": sampling["inversion_guidance_scale"],
+        "redenoise_cfg": sampling["redenoise_guidance_scale"],
+        "redenoise_steps": sampling["redenoise_steps"],
         "scheduler": sampling["scheduler"],
         "width": sampling["width"],
         "height": sampling["height"],
@@ -227,7 +232,8 @@ def _collect_one(service, sample: Sample, settings: dict[str, Any], scorer, out:
         methods=("standard", "inversion"),
         inversion_guidance_scale=settings["inversion_cfg"],
         redenoise_mode=settings["redenoise_mode"],
-        redenoise_steps=settings["steps"],
+        redenoise_steps=settings["redenoise_steps"],
+        redenoise_guidance_scale=settings["redenoise_cfg"],
     )
     result = service.generate(request)
     images = [result.images["standard"], result.images["inversion"]]
@@ -247,7 +253,8 @@ def _collect_one(service, sample: Sample, settings: dict[str, Any], scorer, out:
         "embed": embed,
         **{
             k: settings[k]
-            for k in ("model", "steps", "cfg", "inversion_cfg", "scheduler", "scorer", "margin")
+            for k in ("model", "steps", "cfg", "redenoise_cfg", "redenoise_steps", "inversion_cfg", "scheduler",
+                      "scorer", "margin")  # fmt: skip
         },
     }
     return row, result.latents["standard"], result.latents["inversion"]  # (1, 4, h, w) each

@@ -14,7 +14,8 @@ An NPD folder::
 Block ``b`` holds the samples with global index in ``[b * shard_size, (b + 1) * shard_size)`` whichever
 process wrote it, so shard files and the merged manifest are identical for any number of processes.
 A row: index, prompt, prompt_index, k, seed, score_standard, score_inversion, kept, shard, offset,
-model, steps, cfg, inversion_cfg, scheduler, scorer, margin, embed (prompt key or null).
+model, steps, cfg, redenoise_cfg (w_l), redenoise_steps, inversion_cfg (w_w), scheduler, scorer, margin,
+embed (prompt key or null).
 
 The data-selection rule ``s_0 + m < s'_0`` (Sec. 3.1) is re-applicable at read time with ``margin=``.
 """

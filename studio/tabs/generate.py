@@ -47,11 +47,13 @@ def make_generate(service: StudioService):
     @user_errors
     def generate(
         prompt, negative_prompt, seed, model, npnet, scheduler, steps, guidance_scale, width, height, methods,
-        metrics, progress=gr.Progress(), request: gr.Request = None,
+        metrics, redenoise_cfg=None, inversion_cfg=None, redenoise_steps=None, progress=gr.Progress(),
+        request: gr.Request = None,
     ):  # fmt: skip
         """Images of every chosen method from one seed, with scores, costs and a download bundle."""
         form = GenerateForm(
-            prompt, negative_prompt, seed, model, npnet, scheduler, steps, guidance_scale, width, height
+            prompt, negative_prompt, seed, model, npnet, scheduler, steps, guidance_scale, width, height,
+            redenoise_cfg, inversion_cfg, redenoise_steps,
         )
         return run_form(service, form, methods, metrics, progress, session_of(request))
 
@@ -134,6 +136,14 @@ def build_generate_tab(service: StudioService, pair_state: gr.State) -> Generate
             metrics = gr.CheckboxGroup(
                 service.metric_choices(), value=service.default_metrics(model), label="Metrics"
             )
+        with gr.Row():  # re-denoise (the inversion method, NPNet's teacher): Eq. 1-2
+            redenoise_cfg = gr.Number(
+                value=None, label="Re-denoise CFG w_l", info="DDIM step; empty: the preset's (sampling CFG)"
+            )
+            inversion_cfg = gr.Number(value=None, label="Inversion CFG w_w", info="inversion step; empty: 1.0")
+            redenoise_steps = gr.Number(
+                value=None, precision=0, label="Re-denoise steps", info="DDIM step 1000/N; empty: the sampling schedule"
+            )
     gallery = gr.Gallery(
         label="Same seed, same prompt", columns=3, height="auto", format="png", object_fit="contain",
         elem_id="pair-gallery", preview=False,
@@ -149,7 +159,7 @@ def build_generate_tab(service: StudioService, pair_state: gr.State) -> Generate
     settings = [model_dd, npnet, scheduler, steps, cfg, width, height]
 
     generate = make_generate(service)
-    inputs = [prompt, negative, seed, *settings, methods, metrics]
+    inputs = [prompt, negative, seed, *settings, methods, metrics, redenoise_cfg, inversion_cfg, redenoise_steps]
     events = (
         gr.on(
             [button.click, prompt.submit], generate, inputs, [*outputs, pair_state], api_name="generate",
