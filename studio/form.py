@@ -73,14 +73,14 @@ class GenerateForm:
             negative_prompt=self.negative_prompt or "",
             seed=whole_number("seed", 0 if self.seed is None else self.seed),
             steps=whole_number("steps", self.steps, 1),
-            guidance_scale=_number("guidance scale", self.guidance_scale),
+            guidance_scale=finite_number("guidance scale", self.guidance_scale),
             scheduler=self.scheduler or None,
             width=whole_number("width", self.width, 1),
             height=whole_number("height", self.height, 1),
             methods=tuple(methods),
             npnet=self._npnet(service, session),
-            redenoise_guidance_scale=_optional(_number, "re-denoise CFG w_l", self.redenoise_cfg),
-            inversion_guidance_scale=_optional(_number, "inversion CFG w_w", self.inversion_cfg),
+            redenoise_guidance_scale=_optional(finite_number, "re-denoise CFG w_l", self.redenoise_cfg),
+            inversion_guidance_scale=_optional(finite_number, "inversion CFG w_w", self.inversion_cfg),
             redenoise_steps=_optional(whole_number, "re-denoise steps", self.redenoise_steps, 2),
         )
 
@@ -92,7 +92,8 @@ class GenerateForm:
         return service.check_npnet(self.model, chosen, session)
 
 
-def _number(name: str, value: Any) -> float:
+def finite_number(name: str, value: Any) -> float:
+    """A form value that must be a finite number; UserError saying so otherwise."""
     try:
         number = float(value)
     except (TypeError, ValueError):

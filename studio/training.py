@@ -8,7 +8,6 @@ queue, so the tab can redraw the loss curve live and stop between epochs.
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 import time
@@ -24,7 +23,7 @@ from npnet.data.collect import CollectConfig, collect
 from npnet.errors import UserError
 from npnet.training.state import read_step_losses
 from npnet.training.train import TrainConfig, train
-from studio.form import whole_number
+from studio.form import finite_number, whole_number
 from studio.service import StudioService
 
 INITS = ("fine-tune the model's NPNet", "random")
@@ -105,7 +104,7 @@ def plan_training(service: StudioService, form: TrainForm, session: str) -> Trai
     out = new_train_dir(service, form.model)
     collect_config = CollectConfig(
         model=form.model, out=str(out / "npd"), seeds_per_prompt=seeds, steps=whole_number("steps", form.steps, 2),
-        margin=_finite("margin", form.margin), scorer_name=form.scorer,
+        margin=finite_number("margin", form.margin), scorer_name=form.scorer,
     )  # fmt: skip
     npnet = service.check_npnet(form.model, str(form.npnet or "").strip() or None, session)
     fine_tune = form.init == INITS[0]
@@ -114,23 +113,13 @@ def plan_training(service: StudioService, form: TrainForm, session: str) -> Trai
         init=str(out / "init" / "npnet.safetensors") if fine_tune else "random",
         device="cpu" if service.engine.device.type == "cpu" else "auto",
         epochs=whole_number("epochs", form.epochs, 1), batch_size=whole_number("batch size", form.batch_size, 1),
-        lr=_finite("learning rate", form.lr), val_fraction=_finite("validation fraction", form.val_fraction),
+        lr=finite_number("learning rate", form.lr), val_fraction=finite_number("validation fraction", form.val_fraction),
         select=bool(form.select),
     )  # fmt: skip
     if fine_tune:
         service.engine.npnet(form.model, npnet)  # a bad checkpoint fails here, before any collection
     service.scorer(form.scorer)  # so does a scorer that cannot run here
     return TrainPlan(out, prompts, collect_config, train_config, npnet)
-
-
-def _finite(name: str, value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{name} must be a number; got {value!r}") from None
-    if not math.isfinite(number):
-        raise UserError(f"{name} must be a finite number; got {value}")
-    return number
 
 
 def _prompts(text: str, prompt_set: str) -> list[str]:
