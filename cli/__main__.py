@@ -3,6 +3,10 @@
 Each command module exposes ``add_parser(subparsers)`` and ``main(args)``; ``micro`` and ``micro-npnet``
 have sub-commands of their own and take the rest of the command line. Only the chosen command's
 module is imported, so ``--help`` stays fast.
+
+Every command reports bad input and failures as one line on stderr (``cli.common``): exit status 2 for
+bad usage (argparse, ``UserError`` / ``ValueError``), 1 for failures (``OSError``, ``RunFailed``), 130 when
+interrupted. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from cli.common import OneLineParser, run_command
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("cli.generate", "standard / golden / inversion images for a prompt and seed"),
@@ -25,7 +31,7 @@ PASSTHROUGH = ("micro", "micro-npnet")  # modules with their own sub-command par
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """Top-level parser; the command named in ``argv`` gets its module's full sub-parser."""
-    parser = argparse.ArgumentParser(prog="python -m cli", description="NPNet Studio command line")
+    parser = OneLineParser(prog="python -m cli", description="NPNet Studio command line")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, summary) in COMMANDS.items():
@@ -37,26 +43,21 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit status (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    return run_command(lambda: _dispatch(argv))
+
+
+def _dispatch(argv: list[str]):
     chosen = next((a for a in argv if not a.startswith("-")), None)
     if chosen in PASSTHROUGH:
         rest = argv[argv.index(chosen) + 1 :]
-        return _run(lambda: importlib.import_module(COMMANDS[chosen][0]).main(rest))
+        return importlib.import_module(COMMANDS[chosen][0]).main(rest)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 2
-    return _run(lambda: importlib.import_module(COMMANDS[args.command][0]).main(args))
-
-
-def _run(call) -> int:
-    try:
-        result = call()
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return result if isinstance(result, int) else 0
+        parser.error(f"choose a command: {', '.join(COMMANDS)}")
+    return importlib.import_module(COMMANDS[args.command][0]).main(args)
 
 
 if __name__ == "__main__":

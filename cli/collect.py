@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
-import torch
+from cli.common import check_writable, positive_int, run_standalone, whole_number
 
-from eval.metrics import get_scorer
-from eval.prompts import load_prompts
-from npnet.data.collect import CollectConfig, CollectResult, collect
-from npnet.engine import GoldenNoiseService
-from npnet.io import dist_rank_world
+if TYPE_CHECKING:
+    from npnet.data.collect import CollectConfig, CollectResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="model preset (e.g. sdxl, tiny-sdxl)")
     parser.add_argument("--prompts", required=True, help="prompt file (txt/CSV/JSONL) or prompt-set name")
-    parser.add_argument("--limit", type=int, default=None, help="use the first N prompts")
-    parser.add_argument("--seeds-per-prompt", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=10, help="sampling and re-denoise steps (paper: 10)")
+    parser.add_argument("--limit", type=positive_int, default=None, help="use the first N prompts")
+    parser.add_argument("--seeds-per-prompt", type=positive_int, default=1)
+    parser.add_argument(
+        "--steps", type=positive_int, default=10, help="sampling and re-denoise steps (paper: 10)"
+    )
     parser.add_argument("--cfg", type=float, default=None, help="CFG w_l (default: the model preset's)")
     parser.add_argument("--inversion-cfg", type=float, default=1.0, help="CFG w_w of the inversion step")
     parser.add_argument("--scheduler", default="ddim")
@@ -34,8 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--scorer", required=True, help="eval scorer name (hpsv2, pickscore, toy-brightness, ...)"
     )
     parser.add_argument("--margin", type=float, default=0.0, help="keep iff s_0 + margin < s'_0")
-    parser.add_argument("--seed-base", type=int, default=0)
-    parser.add_argument("--shard-size", type=int, default=64, help="pairs per shard (the resume unit)")
+    parser.add_argument("--seed-base", type=whole_number(0), default=0)
+    parser.add_argument(
+        "--shard-size", type=positive_int, default=64, help="pairs per shard (the resume unit)"
+    )
     parser.add_argument("--no-cache-embeds", action="store_true", help="do not cache prompt embeddings")
     parser.add_argument("--redenoise-mode", choices=("correct", "official"), default="correct")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -49,6 +51,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def collect_config(args: argparse.Namespace) -> CollectConfig:
+    from npnet.data.collect import CollectConfig
+
     return CollectConfig(
         model=args.model,
         out=args.out,
@@ -67,13 +71,23 @@ def collect_config(args: argparse.Namespace) -> CollectConfig:
 
 
 def main(args: argparse.Namespace) -> CollectResult:
+    check_writable(args.out, "--out", folder=True)
+    from eval.prompts import load_prompts
+
+    prompts = load_prompts(args.prompts, limit=args.limit)  # bad --out / --prompts fail before heavy imports
+    import torch
+
+    from eval.metrics import get_scorer
+    from npnet.data.collect import collect
+    from npnet.engine import GoldenNoiseService
+    from npnet.io import dist_rank_world
+
     rank, world = dist_rank_world()
     device = args.device
     if device == "auto" and world > 1 and torch.cuda.is_available():  # one GPU per local process
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
-    service = GoldenNoiseService(device=device, progress=False)
     config = collect_config(args)
-    prompts = load_prompts(args.prompts, limit=args.limit)
+    service = GoldenNoiseService(device=device, progress=False)
     scorer = get_scorer(args.scorer, device=service.device)
     result = collect(service, config, prompts, scorer, rank=rank, world=world)
     print(
@@ -84,4 +98,4 @@ def main(args: argparse.Namespace) -> CollectResult:
 
 
 if __name__ == "__main__":
-    main(add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0])).parse_args())
+    run_standalone(add_arguments, main, __doc__)

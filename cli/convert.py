@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from npnet.checkpoints import load_npnet, save_npnet, save_official
+from cli.common import check_writable, run_standalone
 from npnet.errors import UserError
 
 
@@ -39,6 +37,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> str:
+    check_writable(args.target, "target")  # before the source is loaded (or downloaded)
+    from npnet.checkpoints import load_npnet, save_npnet, save_official  # imports torch: after the check
+
     net = load_npnet(args.source, filename=args.filename)
     layout = (
         args.to
@@ -57,6 +58,8 @@ def main(args: argparse.Namespace) -> str:
 
 
 def _check_same(a, b) -> None:
+    import torch
+
     cfg = a.config
     gen = torch.Generator().manual_seed(0)
     noise = torch.randn(1, 4, cfg.latent_size, cfg.latent_size, generator=gen)
@@ -67,4 +70,4 @@ def _check_same(a, b) -> None:
 
 
 if __name__ == "__main__":
-    main(add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0])).parse_args())
+    run_standalone(add_arguments, main, __doc__)

@@ -8,13 +8,30 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tqdm.auto import tqdm
+from cli.common import LazyHelp, check_writable, run_standalone, seed_list
 
-from npnet.diffusion.presets import MODEL_PRESETS
-from npnet.diffusion.schedulers import scheduler_names
-from npnet.engine import METHODS, GenerationRequest, GenerationResult, GoldenNoiseService
-from npnet.io import atomic_write_json, atomic_write_with, versions
+if TYPE_CHECKING:  # npnet.engine loads diffusers: imported when a command runs, not to parse its flags
+    from npnet.engine import GenerationRequest, GenerationResult
+
+
+def _models_help() -> str:
+    from npnet.diffusion.presets import MODEL_PRESETS
+
+    return f"model preset: {', '.join(MODEL_PRESETS)}"
+
+
+def _schedulers_help() -> str:
+    from npnet.diffusion.schedulers import scheduler_names
+
+    return f"one of {', '.join(scheduler_names())}"
+
+
+def _methods_help() -> str:
+    from npnet.engine import METHODS
+
+    return f"comma list of {', '.join(METHODS)}"
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -27,27 +44,20 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _seeds(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"seed must be an integer or a comma list like 0,1,2; got {text!r}"
-        ) from err
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--model", required=True, help=f"model preset: {', '.join(MODEL_PRESETS)}")
+    parser.add_argument("--model", required=True, help=LazyHelp(_models_help))
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--negative-prompt", default="")
-    parser.add_argument("--seed", type=_seeds, default=[0], help="seed or comma list of seeds (default 0)")
+    parser.add_argument(
+        "--seed", type=seed_list, default=(0,), help="seed, comma list or range: 0, 0,1,2 or 0-7 (default 0)"
+    )
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the preset's)")
     parser.add_argument("--cfg", type=float, default=None, help="guidance scale w (diffusers convention)")
     parser.add_argument("--inversion-cfg", type=float, default=None, help="re-denoise inversion CFG w_w")
-    parser.add_argument("--scheduler", default=None, help=f"one of {', '.join(scheduler_names())}")
+    parser.add_argument("--scheduler", default=None, help=LazyHelp(_schedulers_help))
     parser.add_argument("--size", type=_size, default=None, help="WIDTHxHEIGHT, multiples of 8")
     parser.add_argument("--npnet", default=None, help="NPNet checkpoint: path, hub id or known name")
-    parser.add_argument("--method", default="standard,npnet", help=f"comma list of {', '.join(METHODS)}")
+    parser.add_argument("--method", default="standard,npnet", help=LazyHelp(_methods_help))
     parser.add_argument("--redenoise-mode", default="correct", choices=("correct", "official"))
     parser.add_argument("--redenoise-steps", type=int, default=None, help="re-denoise DDIM steps")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -69,6 +79,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def request_from_args(args: argparse.Namespace, seed: int) -> GenerationRequest:
+    from npnet.engine import GenerationRequest
+
     width, height = args.size if args.size else (None, None)
     return GenerationRequest(
         model=args.model,
@@ -91,6 +103,8 @@ def request_from_args(args: argparse.Namespace, seed: int) -> GenerationRequest:
 
 def write_result(result: GenerationResult, folder: Path) -> dict[str, str]:
     """One PNG per method in ``folder``; returns method -> file name."""
+    from npnet.io import atomic_write_with
+
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     for method, image in result.images.items():
@@ -100,6 +114,12 @@ def write_result(result: GenerationResult, folder: Path) -> dict[str, str]:
 
 
 def main(args: argparse.Namespace) -> int:
+    check_writable(args.out, "output folder", folder=True)  # before any model loads
+    from tqdm.auto import tqdm
+
+    from npnet.engine import GoldenNoiseService
+    from npnet.io import atomic_write_json, versions
+
     service = GoldenNoiseService(
         device=args.device,
         dtype=args.dtype,
@@ -132,4 +152,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    main(add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0])).parse_args())
+    run_standalone(add_arguments, main, __doc__)

@@ -6,9 +6,12 @@ python -m cli import-official --npz-dir noise_pairs/ --jsonl SDXL_step_10_traini
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from npnet.data.collect import service_prompt_encoder
-from npnet.data.official import ImportResult, import_official
+from cli.common import check_writable, positive_int, require_dir, require_file, run_standalone
+
+if TYPE_CHECKING:
+    from npnet.data.official import ImportResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -21,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--score-index", type=int, default=0, help="entry of the score lists (0: HPSv2)")
     parser.add_argument("--margin", type=float, default=0.0, help="keep iff s_0 + margin < s'_0")
     parser.add_argument("--scorer", default="hpsv2", help="name of the scorer behind the score lists")
-    parser.add_argument("--shard-size", type=int, default=256)
+    parser.add_argument("--shard-size", type=positive_int, default=256)
     parser.add_argument(
         "--encode-with", default=None, help="model preset to encode captions with (prompt-embedding cache)"
     )
@@ -35,6 +38,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> ImportResult:
+    require_dir(args.npz_dir, "--npz-dir")
+    require_file(args.jsonl, "--jsonl")
+    check_writable(args.out, "--out", folder=True)
+    from npnet.data.collect import service_prompt_encoder  # heavy imports after the cheap checks
+    from npnet.data.official import import_official
+
     encode = service_prompt_encoder(args.encode_with, device=args.device) if args.encode_with else None
     result = import_official(
         args.npz_dir,
@@ -55,4 +64,4 @@ def main(args: argparse.Namespace) -> ImportResult:
 
 
 if __name__ == "__main__":
-    main(add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0])).parse_args())
+    run_standalone(add_arguments, main, __doc__)

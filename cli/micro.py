@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-import torch
+from cli.common import OneLineParser, positive_int, run_command, whole_number
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -41,26 +41,28 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cli micro", description=__doc__)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser = OneLineParser(prog="python -m cli micro", description=__doc__)
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     sub = parser.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train-generator", help="train the micro VAE then UNet (resumable)")
     tr.add_argument("--out", required=True, help="run folder (checkpoints, latent cache, log)")
-    tr.add_argument("--vae-steps", type=int, default=700)
-    tr.add_argument("--unet-steps", type=int, default=6000)
-    tr.add_argument("--vae-batch-size", type=int, default=32)
-    tr.add_argument("--batch-size", type=int, default=96, help="UNet batch size")
-    tr.add_argument("--cache-size", type=int, default=30000, help="training images encoded once by the VAE")
+    tr.add_argument("--vae-steps", type=positive_int, default=700)
+    tr.add_argument("--unet-steps", type=positive_int, default=6000)
+    tr.add_argument("--vae-batch-size", type=positive_int, default=32)
+    tr.add_argument("--batch-size", type=positive_int, default=96, help="UNet batch size")
+    tr.add_argument(
+        "--cache-size", type=positive_int, default=30000, help="training images encoded once by the VAE"
+    )
     tr.add_argument("--ckpt-every-seconds", type=float, default=180.0)
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=whole_number(0), default=0)
     tr.add_argument("--resume", action="store_true", help="continue from OUT/latest.json")
     tr.add_argument("--export-to", default=None, help="pipeline folder (default OUT/generator)")
     tr.set_defaults(func=_train)
     ck = sub.add_parser("check-generator", help="held-out accuracy of the micro generator under the verifier")
     ck.add_argument("--path", default=None, help="pipeline folder (default assets/micro/generator)")
-    ck.add_argument("--prompts", type=int, default=85, help="held-out prompts (all 85 by default)")
-    ck.add_argument("--seeds", type=int, default=4)
-    ck.add_argument("--steps", type=int, default=None)
+    ck.add_argument("--prompts", type=positive_int, default=85, help="held-out prompts (all 85 by default)")
+    ck.add_argument("--seeds", type=positive_int, default=4)
+    ck.add_argument("--steps", type=positive_int, default=None)
     ck.add_argument("--guidance-scale", type=float, default=None)
     ck.add_argument("--threshold", type=float, default=None)
     ck.add_argument("--split", choices=("heldout", "train"), default="heldout")
@@ -71,9 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    import torch
+
     torch.set_num_threads(args.threads)
     args.func(args)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_command(lambda: main(sys.argv[1:])))

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cli.common import OneLineParser, positive_int, run_command, seed_list, whole_number
 from cli.micro_stages import (
     VARIANTS,
     StageSettings,
@@ -250,9 +251,10 @@ def export(settings: StageSettings, variant: str = "full", to: str | Path = ASSE
 
 # -- CLI ---------------------------------------------------------------------------------------------------
 def _ints(text: str) -> tuple[int, ...]:
-    values = tuple(int(v) for v in text.split(",") if v.strip())
+    """Comma-separated whole numbers >= 1 (step counts)."""
+    values = tuple(positive_int(v.strip()) for v in text.split(",") if v.strip())
     if not values:
-        raise argparse.ArgumentTypeError("expected comma-separated integers, e.g. 0,1,2")
+        raise argparse.ArgumentTypeError("expected comma-separated whole numbers >= 1, e.g. 10,40")
     return values
 
 
@@ -271,9 +273,7 @@ def _settings(args: argparse.Namespace) -> StageSettings:
 
 def build_parser() -> argparse.ArgumentParser:
     d = StageSettings(run="")
-    parser = argparse.ArgumentParser(
-        prog="python -m cli micro-npnet", description=__doc__.splitlines()[0]
-    )
+    parser = OneLineParser(prog="python -m cli micro-npnet", description=__doc__.splitlines()[0])
     parser.add_argument(
         "command", choices=("collect", "train", "evaluate", "cost", "control", "report", "export", "all")
     )
@@ -281,32 +281,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--generator", default=None, help="micro pipeline folder (default assets/micro/generator)"
     )
-    parser.add_argument("--seeds-per-prompt", type=int, default=d.seeds_per_prompt)
-    parser.add_argument("--prompt-limit", type=int, default=None, help="first N training captions")
-    parser.add_argument("--collect-steps", type=int, default=d.collect_steps)
+    parser.add_argument("--seeds-per-prompt", type=positive_int, default=d.seeds_per_prompt)
+    parser.add_argument("--prompt-limit", type=positive_int, default=None, help="first N training captions")
+    parser.add_argument("--collect-steps", type=positive_int, default=d.collect_steps)
     parser.add_argument("--cfg", type=float, default=None, help="w_l (default: the micro preset's CFG)")
     parser.add_argument("--inversion-cfg", type=float, default=d.inversion_cfg, help="w_w")
     parser.add_argument("--margin", type=float, default=d.margin)
     parser.add_argument(
         "--train-margin", type=float, default=None, help="train: re-apply s_0 + m < s'_0 with this margin"
     )
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--epochs", type=positive_int, default=d.epochs)
+    parser.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--train-seed", type=int, default=d.train_seed)
-    parser.add_argument("--eval-limit", type=int, default=None, help="first N held-out captions")
-    parser.add_argument("--eval-seeds", type=_ints, default=d.eval_seeds)
+    parser.add_argument("--train-seed", type=whole_number(0), default=d.train_seed)
+    parser.add_argument("--eval-limit", type=positive_int, default=None, help="first N held-out captions")
+    parser.add_argument("--eval-seeds", type=seed_list, default=d.eval_seeds)
     parser.add_argument(
         "--variant", default="full", choices=tuple(VARIANTS), help="train/evaluate/cost/export"
     )
     parser.add_argument("--variants", type=_names, default=("full", *ABLATIONS), help="for `all`")
-    parser.add_argument("--steps", type=int, default=None, help="evaluate: sampling steps (default preset's)")
+    parser.add_argument("--steps", type=positive_int, default=None, help="evaluate: sampling steps (default preset's)")
     parser.add_argument(
         "--methods", default=None, help="evaluate: e.g. standard,npnet (default: + inversion for full)"
     )
     parser.add_argument("--steps-curve", type=_ints, default=(10, 40), help="for `all`: extra step counts")
     parser.add_argument("--out", default=None, help="report: results folder; export: target file")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     return parser
 
 
@@ -338,7 +338,4 @@ def main(argv: list[str] | None = None) -> Any:
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except ValueError as err:
-        sys.exit(f"error: {err}")
+    sys.exit(run_command(lambda: main(sys.argv[1:])))

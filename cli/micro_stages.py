@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from cli.common import RunFailed
 from eval.benchmark import BenchmarkConfig, run_benchmark
 from eval.report import run_rows
 from eval.stats import summarize
@@ -305,7 +306,10 @@ def evaluate_stage(
     _share_image_cache(settings, out)
     result = run_benchmark(config, service=_service(settings))
     if result.counts.get("errors"):
-        raise UserError(f"{result.counts['errors']} benchmark samples failed in {out}; see rows.rank0.jsonl")
+        detail = f" ({result.failure})" if result.failure else ""
+        raise RunFailed(
+            f"{result.counts['errors']} benchmark samples failed in {out}{detail}; see rows.rank0.jsonl"
+        )
     return summarize_run(out)
 
 

@@ -11,8 +11,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from cli.common import check_writable, require_dir, run_standalone
 from eval.training_plots import loss_figure
-from npnet.data.collect import service_prompt_encoder
 from npnet.io import atomic_write_text, dist_rank_world
 from npnet.model import NPNET_PRESETS
 from npnet.training.state import read_step_losses
@@ -62,10 +62,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> TrainResult:
+    require_dir(args.data, "--data")
+    check_writable(args.out, "--out", folder=True)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     values["preset"] = None if args.preset in ("", "none", "None") else args.preset
     config = TrainConfig(**values, select=not args.no_select)
-    encode = service_prompt_encoder(args.encode_with, device=args.device) if args.encode_with else None
+    encode = None
+    if args.encode_with:
+        from npnet.data.collect import service_prompt_encoder  # loads diffusers: only when needed
+
+        encode = service_prompt_encoder(args.encode_with, device=args.device)
     result = train(config, encode_prompts=encode, callback=loss_page(Path(config.out)))
     if dist_rank_world()[0] == 0:
         print(
@@ -102,4 +108,4 @@ def _number(text: str):
 
 
 if __name__ == "__main__":
-    main(add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0])).parse_args())
+    run_standalone(add_arguments, main, __doc__)

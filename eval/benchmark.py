@@ -13,25 +13,34 @@ the sample's own, the best by the verifier metric: N generations of compute) and
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import logging
+import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from tqdm.auto import tqdm
 
-from eval.cache import ImageCache, image_key, module_hash
 from npnet.errors import UserError
 from npnet.io import JsonlTable, atomic_write_json, dist_rank_world, git_commit, shard, versions
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+# torch and pandas (eval.cache, load_rows) are imported where used: parse_seeds serves argument parsers.
 log = logging.getLogger(__name__)
 BASE_METHODS = ("standard", "npnet", "inversion")
 _BON = re.compile(r"^(npnet\+)?best-of-(\d+)$")
+MAX_SEED = 2**63 - 1  # the engine's seeds are in [0, 2**63)
+MAX_SEEDS = 10_000  # seeds in one list: more is a typo, not a benchmark
+_SEED_ITEM = re.compile(r"^([0-9]+)(?:-([0-9]+))?$")
+FAILURE_PREFIX = 40  # characters of an error message that make two failures "the same kind"
 # Settings that change the images: a resumed run must agree on them.
 GENERATION_FIELDS = (
     "model",
@@ -71,6 +80,8 @@ class BenchmarkConfig:
     inversion_guidance_scale: float | None = None
     device: str = "auto"
     offline: bool | None = None
+    # Stop after this many consecutive samples fail with the same kind of error (0: never stop).
+    max_consecutive_failures: int = 5
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -82,8 +93,10 @@ class BenchmarkConfig:
 class BenchmarkResult:
     run_dir: Path
     rows: pd.DataFrame
-    stopped: bool = False
+    stopped: bool = False  # should_stop() asked to stop
     counts: dict[str, int] = field(default_factory=dict)
+    # Set when every attempted sample failed, or the run stopped after repeated failures of one kind.
+    failure: str | None = None
 
 
 def parse_method(method: str) -> tuple[str, int]:
@@ -104,11 +117,57 @@ def candidate_seeds(seed: int, n: int) -> list[int]:
     return [int(seed), *derived]
 
 
+def parse_seeds(text: str, max_count: int = MAX_SEEDS) -> tuple[int, ...]:
+    """Seeds from ``"0"``, ``"0,1,5"`` or inclusive ranges ``"0-7"`` (repeats dropped, order kept).
+
+    ``UserError`` for negative, non-integer or too many seeds; ranges are counted before they are expanded,
+    so ``0-999999999`` allocates nothing. The app's ``studio.evaluation.parse_seeds`` reads the same syntax."""
+    spans: list[tuple[int, int]] = []
+    for item in (part.strip() for part in str(text).split(",")):
+        if not item:
+            continue
+        match = _SEED_ITEM.match(item)
+        if not match:
+            if re.fullmatch(r"-[0-9]+", item):
+                raise UserError(f"seed {item} is negative; seeds are whole numbers >= 0 (e.g. 0,1,2 or 0-7)")
+            raise UserError(f"seed {item[:40]!r} is not a whole number >= 0 or a range like 0-7")
+        if max(len(match[1]), len(match[2] or "")) > 19:  # int() of thousands of digits is slow
+            raise UserError(f"seed {item[:40]} is too large; seeds are below 2**63")
+        low = int(match[1])
+        high = int(match[2]) if match[2] is not None else low
+        if high > MAX_SEED:
+            raise UserError(f"seed {high} is too large; seeds are below 2**63")
+        if high < low:
+            raise UserError(f"seed range {item} runs backwards; write {high}-{low}")
+        spans.append((low, high))
+    if not spans:
+        raise UserError("no seeds given; pass e.g. 0, 0,1,2 or 0-7")
+    count = sum(high - low + 1 for low, high in spans)
+    if count > max_count:
+        raise UserError(f"{count} seeds are too many (at most {max_count}); pass a shorter list or range")
+    return tuple(dict.fromkeys(seed for low, high in spans for seed in range(low, high + 1)))
+
+
+def _validate_seeds(seeds) -> None:
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED]
+    if bad:
+        raise UserError(f"seeds must be whole numbers in [0, 2**63); got {bad[:5]}")
+    repeated = sorted(seed for seed, n in Counter(seeds).items() if n > 1)
+    if repeated:
+        raise UserError(f"seeds repeat: {repeated[:5]}; list each seed once")
+
+
 def _validate(config: BenchmarkConfig) -> None:
     for method in config.methods:
         parse_method(method)
     if not config.methods or not config.metrics or not config.seeds:
         raise UserError("a benchmark needs at least one method, one metric and one seed")
+    _validate_seeds(tuple(config.seeds))
+    limit = config.max_consecutive_failures
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise UserError(
+            f"max_consecutive_failures must be a whole number >= 0 (0: never stop); got {limit!r}"
+        )
     if len(set(config.methods)) != len(config.methods):
         raise UserError(f"methods repeat: {config.methods}")
     verifier = config.verifier or config.metrics[0]
@@ -146,6 +205,8 @@ def write_manifest(config: BenchmarkConfig, run_dir: Path, extra: dict[str, Any]
 
 def load_rows(run_dir: str | Path) -> pd.DataFrame:
     """All ranks' rows merged, latest row per (prompt_index, seed, method), sorted by that key."""
+    import pandas as pd
+
     rows = []
     for path in sorted(Path(run_dir).glob("rows.rank*.jsonl")):
         rows.extend(JsonlTable(path).rows())
@@ -159,6 +220,8 @@ class _Context:
     """What one process needs during a run: service, scorers, cache, resolved settings."""
 
     def __init__(self, config: BenchmarkConfig, service, scorer_factory: Callable):
+        from eval.cache import ImageCache
+
         self.config = config
         self.service = service
         self.scorers = {name: scorer_factory(name) for name in config.metrics}
@@ -168,6 +231,8 @@ class _Context:
         self.npnet_hash = self._npnet_hash()
 
     def _npnet_hash(self) -> str | None:
+        from eval.cache import module_hash
+
         if not any(parse_method(m)[0] == "npnet" for m in self.config.methods):
             return None
         return module_hash(self.service.npnet(self.config.model, self.config.npnet))
@@ -194,7 +259,9 @@ class _Context:
     def settings_for_key(self, prompt: str, seed: int) -> dict[str, Any]:
         from npnet.engine import resolve_settings
 
-        settings = resolve_settings(self.request(prompt, seed, ("standard",)), self.service.preset(self.config.model))
+        settings = resolve_settings(
+            self.request(prompt, seed, ("standard",)), self.service.preset(self.config.model)
+        )
         drop = ("prompt", "seed", "methods", "batched", "npnet", "model")
         return {k: v for k, v in settings.items() if k not in drop}
 
@@ -202,6 +269,8 @@ class _Context:
         self, prompt: str, wanted: set[tuple[str, int]], base: dict[str, Any], timings: dict
     ) -> dict[tuple[str, int], Any]:
         """Images for (kind, seed) pairs (``base``: settings_for_key): cached, else one batched call per seed."""
+        from eval.cache import image_key
+
         found, missing = {}, {}
         for kind, seed in sorted(wanted):
             key = image_key(self.config.model, kind, prompt, seed, base, self.npnet_hash)
@@ -228,6 +297,8 @@ class _Context:
 def _run_sample(
     ctx: _Context, index: int, prompt: str, seed: int, methods: list[str], rank: int
 ) -> list[dict]:
+    from eval.cache import image_key
+
     plans = {m: (parse_method(m)[0], candidate_seeds(seed, parse_method(m)[1])) for m in methods}
     wanted = {(kind, s) for kind, seeds in plans.values() for s in seeds}
     timings: dict[str, float] = {}
@@ -322,6 +393,7 @@ def run_benchmark(
     """Run (or resume) a benchmark; returns the merged rows of every rank finished so far."""
     _validate(config)
     prompts = _prompts(config)
+    run_dir = _make_run_dir(config.out)
     if service is None:
         from npnet.engine import GoldenNoiseService
 
@@ -334,8 +406,6 @@ def run_benchmark(
 
     env_rank, env_world = dist_rank_world()
     rank, world = (env_rank if rank is None else rank), (env_world if world is None else world)
-    run_dir = Path(config.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
     ctx = _Context(config, service, scorer_factory)
     if rank == 0:
         settings = ctx.settings_for_key(prompts[0], 0) if prompts else {}
@@ -351,7 +421,8 @@ def run_benchmark(
     done = {row["key"]: row for row in load_rows(run_dir).to_dict("records")}
     table = JsonlTable(run_dir / f"rows.rank{rank}.jsonl")
     counts = {"samples": len(mine), "computed": 0, "skipped": 0, "errors": 0}
-    stopped = False
+    stopped, failure = False, None
+    streak, streak_kind, last_error = 0, None, ""
     bar = tqdm(mine, desc=f"benchmark {config.model} (rank {rank}/{world})", disable=None)
     for n, (_, (index, prompt, seed)) in enumerate(bar):
         if should_stop is not None and should_stop():
@@ -364,12 +435,51 @@ def run_benchmark(
             try:
                 rows = _run_sample(ctx, index, prompt, seed, todo, rank)
                 counts["computed"] += 1
+                streak, streak_kind = 0, None
             except Exception as err:  # recorded per sample, retried on resume
                 log.warning("sample %s seed %s failed: %s", index, seed, err)
                 rows = _error_rows(index, prompt, seed, todo, err, rank)
                 counts["errors"] += 1
+                kind = _failure_kind(err)
+                streak = streak + 1 if kind == streak_kind else 1
+                streak_kind, last_error = kind, _error_text(err)
             for row in rows:
                 table.append(row)
+            limit = config.max_consecutive_failures
+            if limit and streak >= limit:
+                failure = (
+                    f"stopped after {streak} samples in a row failed the same way ({last_error}); "
+                    f"{len(mine) - n - 1} samples not run. Fix the cause and run again to resume in {run_dir}"
+                )
+                log.error(failure)
+                break
         if progress is not None:
             progress(n + 1, len(mine), f"{prompt[:40]} (seed {seed})")
-    return BenchmarkResult(run_dir=run_dir, rows=load_rows(run_dir), stopped=stopped, counts=counts)
+    if failure is None and counts["errors"] and not counts["computed"]:
+        failure = f"all {counts['errors']} samples attempted failed; the last error: {last_error}"
+        log.error(failure)
+    return BenchmarkResult(
+        run_dir=run_dir, rows=load_rows(run_dir), stopped=stopped, counts=counts, failure=failure
+    )
+
+
+def _make_run_dir(out: str | Path) -> Path:
+    """Create the run folder before any model loads; an ``OSError`` says which folder cannot be made."""
+    run_dir = Path(out)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(run_dir, os.W_OK):
+            raise PermissionError(errno.EACCES, "Permission denied", str(run_dir))
+    except OSError as err:
+        raise type(err)(f"cannot use {run_dir} as the run folder: {err.strerror or err}") from err
+    return run_dir
+
+
+def _error_text(err: BaseException) -> str:
+    message = " ".join(str(err).split())
+    return f"{type(err).__name__}: {message}" if message else type(err).__name__
+
+
+def _failure_kind(err: BaseException) -> tuple[str, str]:
+    """Two failures are of the same kind when type and message start agree (seeds, sizes may differ)."""
+    return type(err).__name__, " ".join(str(err).split())[:FAILURE_PREFIX]

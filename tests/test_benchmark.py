@@ -248,3 +248,78 @@ def test_cli_run_and_report_end_to_end(tmp_path):
         assert Path(path).exists()
     manifest = (out / "manifest.json").read_text()
     assert '"git_commit"' in manifest and '"diffusers"' in manifest
+
+
+class FailingService(CountingService):
+    """Every generation fails; ``messages(n)`` gives the n-th error message."""
+
+    def __init__(self, service, messages):
+        super().__init__(service)
+        self.messages, self.calls = messages, 0
+
+    def generate(self, request):
+        self.calls += 1
+        raise RuntimeError(self.messages(self.calls))
+
+
+def test_repeated_failures_of_one_kind_stop_the_run_and_resume_later(tmp_path, service):
+    config = _config(tmp_path / "oom", methods=("standard",), max_consecutive_failures=3)
+    # Same type and message start, different details: one kind of failure.
+    failing = FailingService(service, lambda n: f"the device ran out of memory while sampling (request {n})")
+    result = run_benchmark(config, service=failing)
+    assert failing.calls == 3 and result.counts["errors"] == 3 and result.counts["computed"] == 0
+    assert result.failure.startswith("stopped after 3 samples in a row failed the same way (RuntimeError: ")
+    assert "3 samples not run" in result.failure and not result.stopped
+    assert result.rows["error"].notna().sum() == 3  # the failed samples are recorded, as before
+    resumed = run_benchmark(config, service=service)
+    assert resumed.failure is None and resumed.counts["computed"] == 6 and resumed.rows["error"].isna().all()
+
+
+def test_a_run_whose_every_sample_failed_says_so(tmp_path, service):
+    kinds = ["first kind of failure, long enough to compare", "second kind of failure, long enough too"]
+    failing = FailingService(service, lambda n: kinds[n % 2])  # alternating kinds never make a streak of 2
+    config = _config(tmp_path / "all", methods=("standard",), max_consecutive_failures=2)
+    result = run_benchmark(config, service=failing)
+    assert failing.calls == 6 and result.counts["errors"] == 6
+    assert result.failure.startswith("all 6 samples attempted failed; the last error: RuntimeError: ")
+    never = FailingService(service, lambda n: kinds[0])
+    config = _config(tmp_path / "never", methods=("standard",), max_consecutive_failures=0)
+    assert run_benchmark(config, service=never).counts["errors"] == 6  # 0: never stop early
+
+
+def test_seeds_and_the_failure_limit_are_checked_up_front(tmp_path, service):
+    from eval.benchmark import parse_seeds
+
+    assert parse_seeds("3, 0-2,1") == (3, 0, 1, 2)
+    for text, reason in [("-1", "negative"), ("0-999999999", "at most"), ("x", "whole number"), ("", "no seeds")]:
+        with pytest.raises(ValueError, match=reason):
+            parse_seeds(text)
+    for kw, reason in [
+        ({"seeds": (-1,)}, "whole numbers"),
+        ({"seeds": (0, 0)}, "repeat"),
+        ({"seeds": (True,)}, "whole numbers"),
+        ({"max_consecutive_failures": -1}, "max_consecutive_failures"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            run_benchmark(_config(tmp_path / "bad", **kw), service=service)
+    assert not (tmp_path / "bad").exists()  # refused before the run folder is made
+
+
+def test_cli_exit_status_is_1_when_the_run_failed(tmp_path, monkeypatch, capsys):
+    import pandas as pd
+
+    import eval.benchmark
+    from eval.__main__ import cli_main
+
+    def failed_run(config):
+        assert config.seeds == (0, 1, 2) and config.max_consecutive_failures == 4
+        return eval.benchmark.BenchmarkResult(
+            run_dir=Path(config.out), rows=pd.DataFrame(), failure="all 3 samples attempted failed; the last: X"
+        )
+
+    monkeypatch.setattr(eval.benchmark, "run_benchmark", failed_run)
+    argv = ["run", "--model", "tiny-sdxl", "--prompts", "examples", "--seeds", "0-2", "--out", str(tmp_path)]
+    assert cli_main([*argv, "--max-consecutive-failures", "4"]) == 1
+    assert capsys.readouterr().err.splitlines() == ["error: all 3 samples attempted failed; the last: X"]
+    assert cli_main(["run", "--preset", "nope", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown eval preset 'nope'")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 import cli.__main__ as cli
@@ -50,13 +51,39 @@ def test_several_seeds_write_one_folder_each(tmp_path):
 
 def test_bad_inputs_exit_2_with_the_reason(tmp_path, capsys):
     base = ["generate", "--model", "tiny-sdxl", "--prompt", "a cube", "--out", str(tmp_path), "--no-progress"]
-    assert cli.main([*base, "--size", "1000x1001"]) == 2
-    assert "height 1001 -> use 1000 or 1008" in capsys.readouterr().err
+    assert cli.main([*base, "--size", "64x65"]) == 2
+    assert "height 65 -> use 64 or 72" in capsys.readouterr().err
     assert cli.main([*base, "--scheduler", "dpm9"]) == 2
     assert "unknown scheduler 'dpm9'" in capsys.readouterr().err
     assert cli.main([*base[:2], "sdxl", *base[3:]]) == 2
     assert "tiny-sdxl" in capsys.readouterr().err
     assert not (tmp_path / "meta.json").exists()
+
+
+def test_seed_lists_and_ranges_are_checked_before_they_are_built(tmp_path, capsys):
+    base = ["generate", "--model", "tiny-sdxl", "--prompt", "a cube", "--out", str(tmp_path), "--no-progress"]
+    parser = cli.build_parser(base)
+    assert parser.parse_args([*base, "--seed", "0-3,2,7"]).seed == (0, 1, 2, 3, 7)
+    for seed, reason in [
+        ("-1", "negative"),
+        ("1.5", "not a whole number"),
+        ("3-1", "runs backwards"),
+        ("0-999999999", "at most 10000"),  # counted, not expanded
+        ("9" * 40, "too large"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([*base, "--seed", seed])
+        lines = capsys.readouterr().err.splitlines()
+        assert exit_info.value.code == 2 and len(lines) == 1 and reason in lines[0], lines
+
+
+def test_an_unwritable_output_fails_with_status_1_before_any_model_loads(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    argv = ["generate", "--model", "tiny-sdxl", "--prompt", "a cube", "--out", str(tmp_path / "afile" / "out")]
+    assert cli.main(argv) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: cannot write output folder {tmp_path / 'afile' / 'out'}: {tmp_path / 'afile'} is a file, not a folder"
+    )
 
 
 def test_only_the_chosen_command_gets_its_full_parser():
