@@ -25,8 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-official": ("cli.import_official", "import official .npz + JSONL noise pairs"),
     "micro": ("cli.micro", "the micro world's generator: train-generator, check-generator"),
     "micro-npnet": ("cli.micro_experiments", "the micro NPNet experiment: collect, train, evaluate, report"),
+    "micro-turbo": ("cli.micro_turbo", "golden noise at 5 steps vs controls: evaluate, agreement"),
 }
-PASSTHROUGH = ("micro", "micro-npnet")  # modules with their own sub-command parsers
+PASSTHROUGH = ("micro", "micro-npnet", "micro-turbo")  # modules with their own sub-command parsers
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:

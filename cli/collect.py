@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-cache-embeds", action="store_true", help="do not cache prompt embeddings")
     parser.add_argument("--redenoise-mode", choices=("correct", "official"), default="correct")
+    parser.add_argument(
+        "--redenoise-cfg", type=float, default=None, help="w_l of the DDIM step (default: the preset's, else --cfg)"
+    )
+    parser.add_argument(
+        "--redenoise-steps", type=int, default=None, help="DDIM step size 1000/N (default: the sampling schedule)"
+    )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--out", required=True, help="NPD output folder (resumes when it exists)")
     return parser
@@ -66,6 +72,8 @@ def collect_config(args: argparse.Namespace) -> CollectConfig:
         shard_size=args.shard_size,
         cache_embeds=not args.no_cache_embeds,
         redenoise_mode=args.redenoise_mode,
+        redenoise_cfg=args.redenoise_cfg,
+        redenoise_steps=args.redenoise_steps,
         scorer_name=args.scorer,
     )
 

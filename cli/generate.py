@@ -59,7 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--npnet", default=None, help="NPNet checkpoint: path, hub id or known name")
     parser.add_argument("--method", default="standard,npnet", help=LazyHelp(_methods_help))
     parser.add_argument("--redenoise-mode", default="correct", choices=("correct", "official"))
-    parser.add_argument("--redenoise-steps", type=int, default=None, help="re-denoise DDIM steps")
+    parser.add_argument(
+        "--redenoise-steps", type=int, default=None, help="re-denoise DDIM step size 1000/N (default: sampling steps)"
+    )
+    parser.add_argument("--redenoise-cfg", type=float, default=None, help="re-denoise w_l (default: the preset's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: per device)")
     parser.add_argument("--offline", action="store_true", help="never use the hub (also HF_HUB_OFFLINE=1)")
@@ -98,6 +101,7 @@ def request_from_args(args: argparse.Namespace, seed: int) -> GenerationRequest:
         batched=not args.sequential,
         redenoise_mode=args.redenoise_mode,
         redenoise_steps=args.redenoise_steps,
+        redenoise_guidance_scale=args.redenoise_cfg,
     )
 
 

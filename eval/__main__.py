@@ -98,6 +98,8 @@ def add_run_parser(subparsers) -> None:
     p.add_argument("--steps", type=_whole(1), default=None)
     p.add_argument("--cfg", type=float, default=None, dest="guidance_scale")
     p.add_argument("--inversion-cfg", type=float, default=None, dest="inversion_guidance_scale")
+    p.add_argument("--redenoise-cfg", type=float, default=None, dest="redenoise_guidance_scale", help="w_l")
+    p.add_argument("--redenoise-steps", type=int, default=None, help="DDIM step size 1000/N")
     p.add_argument("--scheduler", default=None)
     p.add_argument("--size", type=_size, default=None, help="WIDTHxHEIGHT (multiples of 8)")
     p.add_argument("--npnet", default=None, help="NPNet checkpoint override (path, hub id or name)")
@@ -140,6 +142,8 @@ def config_from_args(args: argparse.Namespace):
         "steps": args.steps,
         "guidance_scale": args.guidance_scale,
         "inversion_guidance_scale": args.inversion_guidance_scale,
+        "redenoise_guidance_scale": args.redenoise_guidance_scale,
+        "redenoise_steps": args.redenoise_steps,
         "scheduler": args.scheduler,
         "width": width,
         "height": height,

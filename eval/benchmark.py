@@ -54,6 +54,8 @@ GENERATION_FIELDS = (
     "height",
     "npnet",
     "inversion_guidance_scale",
+    "redenoise_guidance_scale",
+    "redenoise_steps",
 )
 
 
@@ -78,6 +80,8 @@ class BenchmarkConfig:
     height: int | None = None
     npnet: str | None = None
     inversion_guidance_scale: float | None = None
+    redenoise_guidance_scale: float | None = None  # w_l; None: the preset's, else the sampling CFG
+    redenoise_steps: int | None = None  # DDIM step size 1000/N; None: the sampling schedule
     device: str = "auto"
     offline: bool | None = None
     # Stop after this many consecutive samples fail with the same kind of error (0: never stop).
@@ -254,6 +258,8 @@ class _Context:
             methods=kinds,
             npnet=c.npnet,
             inversion_guidance_scale=c.inversion_guidance_scale,
+            redenoise_guidance_scale=c.redenoise_guidance_scale,
+            redenoise_steps=c.redenoise_steps,
         )
 
     def settings_for_key(self, prompt: str, seed: int) -> dict[str, Any]:

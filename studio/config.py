@@ -127,6 +127,13 @@ def _auth(value: str) -> tuple[str, str]:
     return user, password
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit status 2), not the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -139,7 +146,7 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     d = LaunchConfig()
-    p = argparse.ArgumentParser(description="NPNet Studio: golden noise for diffusion models, side by side")
+    p = OneLineParser(description="NPNet Studio: golden noise for diffusion models, side by side")
     p.add_argument(
         "--model", default=None, help="model preset (default: sdxl on a GPU with hub, else offline)"
     )

@@ -63,23 +63,10 @@ def check_prompt_file(path: str, max_mb: int = MAX_PROMPT_FILE_MB) -> Path:
 
 
 def parse_seeds(text: str, max_count: int = 32) -> tuple[int, ...]:
-    """ "0,1,2" or "0-3" -> (0, 1, 2[, 3]); ranges are checked against ``max_count`` before they are expanded."""
-    bounds = []
-    for part in str(text)[:1000].replace(" ", "").split(","):
-        if not part:
-            continue
-        low, sep, high = part.partition("-")
-        if not low.isdigit() or (sep and not high.isdigit()) or len(low) > 18 or len(high) > 18:
-            raise UserError(f"seeds {str(text)[:80]!r}: write non-negative integers like '0,1,2' or a range '0-7'")
-        bounds.append((int(low), int(high) if sep else int(low)))
-    if not bounds:
-        raise UserError("give at least one seed, e.g. '0' or '0,1'")
-    if any(high < low for low, high in bounds):
-        raise UserError(f"seeds {str(text)[:80]!r}: a range goes from low to high, e.g. '0-7'")
-    count = sum(high - low + 1 for low, high in bounds)
-    if count > max_count:
-        raise UserError(f"{count} seeds asked; this server runs at most {max_count} per request")
-    return tuple(dict.fromkeys(s for low, high in bounds for s in range(low, high + 1)))
+    """ "0,1,2" or "0-3" (the command lines' syntax, ``eval.benchmark.parse_seeds``), at most ``max_count``."""
+    from eval.benchmark import parse_seeds as parse
+
+    return parse(str(text)[:1000], max_count=max_count)
 
 
 def apply_caps(service: StudioService, fields: dict[str, Any]) -> tuple[dict[str, Any], str]:

@@ -181,7 +181,7 @@ def test_bad_inputs_give_clear_errors_and_the_server_stays_up(client, model, tmp
     fresh = Client(app_url, verbose=False)
     assert "generate one" in _error(fresh.predict, api_name="/analyze")
     bad_seeds = dict(prompts_file=None, limit=2, methods=["standard"], metrics=["toy-brightness"], steps=2)
-    assert "seeds" in _error(
+    assert "seed 'x'" in _error(
         client.predict, model=model, prompt_set="(prompts typed below)", prompts_text="a", seeds="x",
         api_name="/evaluate", **bad_seeds,
     )  # fmt: skip

@@ -57,10 +57,8 @@ CASES = [
     ("eval-no-out", ["-m", "eval", *EVAL], USAGE, "--out"),
     ("eval-report-no-run", ["-m", "eval", "report", "{tmp}/none"], USAGE, "not a benchmark run"),
     ("eval-report-no-arg", ["-m", "eval", "report"], USAGE, "run_dir"),
-    pytest.param(
-        "app-queue-size-0", ["app.py", "--queue-size", "0"], USAGE, "--queue-size",
-        marks=pytest.mark.xfail(reason="studio/config.py pending: its parser prints the usage block", strict=False),
-    ),
+    ("app-queue-size-0", ["app.py", "--queue-size", "0"], USAGE, "--queue-size"),
+    ("app-bad-npnet", ["app.py", "--offline", "--device", "cpu", "--npnet", "{tmp}/x.pth"], USAGE, "x.pth"),
 ]
 
 
