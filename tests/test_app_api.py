@@ -14,6 +14,7 @@ from npnet.checkpoints import load_npnet, save_npnet
 from studio.config import LaunchConfig, build_parser, config_from_args, default_model
 
 ROOT = Path(__file__).resolve().parents[1]
+WORKDIRS: list[Path] = []  # the running app's folder (its --runs-dir is WORKDIRS[0] / "runs")
 MICRO_FILES = ("assets/micro/generator/model_index.json", "assets/micro/npnet.safetensors")
 
 
@@ -24,6 +25,7 @@ def _pixels(path: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("app")
+    WORKDIRS[0:] = [workdir]
     with running_app(workdir, "--offline", "--device", "cpu") as (url, proc):
         yield url
         assert proc.poll() is None, "the server died during the tests"
@@ -303,3 +305,18 @@ def test_gpu_decorator_uses_spaces_when_importable(monkeypatch):
     fake.GPU = lambda duration: lambda fn: calls.append(duration) or fn
     monkeypatch.setitem(sys.modules, "spaces", fake)
     assert gpu(120)(plain)(1) == 2 and calls == [120]
+
+
+def test_train_tab_defaults_train_and_bad_settings_fail_before_collecting(client, model, app_url):
+    """The Train tab's own defaults collect, select and train; a bad learning rate or checkpoint is refused
+    before anything is collected, and a failed run leaves no folder behind."""
+    info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/train"]["parameters"]
+    defaults = {p["parameter_name"]: p["parameter_default"] for p in info}
+    runs = WORKDIRS[0] / "runs" / "train"
+    before = set(runs.iterdir()) if runs.is_dir() else set()
+    for bad, message in ((dict(lr=0.0), "lr"), (dict(lr=-1.0), "lr"),
+                         (dict(npnet="/no/such/npnet.safetensors"), "does not exist")):  # fmt: skip
+        assert message in _error(client.predict, **{**defaults, **bad}, api_name="/train")
+    assert (set(runs.iterdir()) if runs.is_dir() else set()) == before  # nothing collected, no orphan folder
+    status, _curve, checkpoint = client.predict(**defaults, api_name="/train")
+    assert "Best checkpoint" in status and load_npnet(checkpoint).config.latent_size == 8
