@@ -1,0 +1,55 @@
+"""micro-turbo: the shipped few-step NPNet loads offline and is deterministic; the shipped table is its rows."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from cli.micro_turbo import ARMS, control_latents
+from npnet.diffusion.presets import get_model_preset
+from npnet.engine import GenerationRequest, GoldenNoiseService
+from npnet.model import NPNET_PRESETS
+from npnet.paths import MICRO_ASSETS
+
+SHIPPED = MICRO_ASSETS / "npnet-turbo.safetensors"
+RESULTS = MICRO_ASSETS / "turbo"
+pytestmark = pytest.mark.skipif(not SHIPPED.is_file(), reason="no shipped micro-turbo NPNet")
+
+
+def test_shipped_turbo_npnet_loads_offline_and_is_deterministic():
+    service = GoldenNoiseService(device="cpu", offline=True, progress=False)
+    assert "micro-turbo" in service.available_models()
+    preset = get_model_preset("micro-turbo")
+    request = GenerationRequest("micro-turbo", "a red circle above a blue square", seed=3, methods=("standard", "npnet", "inversion"))
+    first, second = service.generate(request), service.generate(request)
+    assert first.settings["steps"] == preset.steps == 5 and first.settings["scheduler"] == "ddim"
+    assert first.settings["redenoise_guidance_scale"] == preset.redenoise_guidance_scale
+    assert first.settings["redenoise_start"] == 999  # trailing spacing: the sampler starts at t = 999
+    for method in ("standard", "npnet", "inversion"):
+        assert torch.equal(first.latents[method], second.latents[method])
+        assert first.images[method].tobytes() == second.images[method].tobytes()
+    assert not torch.equal(first.latents["npnet"], first.latents["standard"])
+    assert service.npnet("micro-turbo").config == NPNET_PRESETS["micro"]
+
+
+def test_controls_keep_the_npnet_change_norm():
+    x, golden = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    controls = control_latents(x, golden, seed=0)
+    torch.testing.assert_close((controls["random-direction"] - x).norm(), (golden - x).norm())
+    torch.testing.assert_close(controls["scaled-noise"].norm(), golden.norm())
+
+
+def test_shipped_table_is_recomputed_from_its_rows():
+    rows = pd.read_csv(RESULTS / "rows.csv")
+    results = json.loads((RESULTS / "results.json").read_text())
+    assert len(rows) == results["pairs"] == 85 * 3 and set(rows["seed"]) == {0, 1, 2}
+    correct = rows[list(ARMS)] > 0.5  # the micro verifier's decision
+    for arm in ARMS:
+        assert results["arms"][arm]["accuracy"] == pytest.approx(correct[arm].mean())
+        if arm != "standard":
+            vs = results["arms"][arm]["vs_standard"]
+            assert vs["rescued"] == int((correct[arm] & ~correct["standard"]).sum())
+            assert vs["broken"] == int((~correct[arm] & correct["standard"]).sum())
