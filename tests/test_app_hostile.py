@@ -140,7 +140,8 @@ def test_oversized_requests_are_refused_fast_and_do_not_delay_others(shared_app)
     for width, height, steps in ((1024, 1024, 3), (100000, 64, 3), (64, 64, 100000)):
         tick = time.perf_counter()
         message = _error(_generate, attacker, width=width, height=height, steps=steps)
-        assert time.perf_counter() - tick < 1.0 and "limit" in message.lower()
+        assert time.perf_counter() - tick < 1.0  # refused before any work
+        assert "limit" in message.lower() or "maximum value" in message.lower()  # the engine's or the slider's
     assert "at most" in _error(
         _evaluate, attacker, seeds="0-999999999"
     )  # checked before the range is built
