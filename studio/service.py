@@ -173,6 +173,24 @@ class StudioService:
         pair.bundle = self.write_bundle(pair)
         return pair
 
+    def generate_many(self, requests, metrics: list[str] | tuple[str, ...] = ()) -> list[Pair]:
+        """``generate`` for requests differing only in prompt/seed, batched by the model preset's batch_size."""
+        requests = list(requests)
+        if not requests:
+            return []
+        methods = requests[0].methods
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown or not methods:
+            raise UserError(f"choose at least one method from {', '.join(METHODS)}")
+        batch = self.engine.preset(requests[0].model).batch_size
+        pairs = []
+        for result in self.engine.generate_many(requests, batch * len(methods)):
+            pair = Pair(result)
+            self.score_pair(pair, metrics)
+            pair.bundle = self.write_bundle(pair)
+            pairs.append(pair)
+        return pairs
+
     def scorer(self, name: str):
         """The scorer ``name`` on the engine's device (built once, loaded on first use)."""
         from eval.metrics import get_scorer

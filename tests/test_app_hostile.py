@@ -122,6 +122,13 @@ def test_another_sessions_runs_are_neither_listed_nor_resumable_nor_downloadable
     assert "Done" in again  # the owner can resume its own run
 
 
+def test_fractional_and_non_finite_numbers_are_refused_not_rounded(shared_app):
+    url, _ = shared_app
+    client = _client(url)
+    assert "seed must be a whole number" in _error(_generate, client, seed=1.5)
+    assert "height must be a whole number" in _error(_generate, client, height=63.5)
+
+
 def test_typed_npnet_paths_are_limited_on_a_shared_server(shared_app):
     url, workdir = shared_app
     client = _client(url)

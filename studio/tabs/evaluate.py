@@ -176,9 +176,9 @@ def build_evaluate_tab(service: StudioService) -> None:
                 value="micro-heldout" if service.default_model == "micro" else "examples",
                 label="Prompt set",
             )
-            limit = gr.Number(value=4, precision=0, minimum=1, label="Limit (prompts)", elem_id="eval-limit")
+            limit = gr.Number(value=4, step=1, minimum=1, label="Limit (prompts)", elem_id="eval-limit")
             seeds = gr.Textbox(value="0", label="Seeds", info="e.g. 0,1 or 0-7")
-            steps = gr.Number(value=0, precision=0, minimum=0, label="Steps (0 = model default)")
+            steps = gr.Number(value=0, step=1, minimum=0, label="Steps (0 = model default)")
         prompts_text = gr.Textbox(
             label="…or type prompts (one per line)", lines=3, elem_id="eval-prompts-text"
         )

@@ -110,7 +110,7 @@ def build_generate_tab(service: StudioService, pair_state: gr.State) -> Generate
         with gr.Column(scale=1, min_width=220):
             with gr.Row():
                 seed = gr.Number(
-                    label="Seed", precision=0, minimum=0, maximum=MAX_SEED, scale=3, elem_id="seed-input"
+                    label="Seed", step=1, minimum=0, maximum=MAX_SEED, scale=3, elem_id="seed-input"
                 )
                 dice = gr.Button("Random seed", scale=1, min_width=60, size="sm", elem_id="randomise-seed")
             button = gr.Button("Generate", variant="primary", elem_id="generate-button")
@@ -129,8 +129,8 @@ def build_generate_tab(service: StudioService, pair_state: gr.State) -> Generate
             cfg = gr.Slider(0.0, 15.0, value=p.guidance_scale, step=0.1, label="CFG (guidance scale)")
         with gr.Row():
             aspect = gr.Dropdown(size_choices(p.width, p.height, p.size_multiple), value="1:1", label="Size")
-            width = gr.Number(value=p.width, precision=0, label="Width", step=p.size_multiple)
-            height = gr.Number(value=p.height, precision=0, label="Height", step=p.size_multiple)
+            width = gr.Number(value=p.width, label="Width", step=p.size_multiple)
+            height = gr.Number(value=p.height, label="Height", step=p.size_multiple)
         with gr.Row():
             methods = gr.CheckboxGroup(METHOD_CHOICES, value=["standard", "npnet"], label="Methods")
             metrics = gr.CheckboxGroup(
@@ -142,7 +142,7 @@ def build_generate_tab(service: StudioService, pair_state: gr.State) -> Generate
             )
             inversion_cfg = gr.Number(value=None, label="Inversion CFG w_w", info="inversion step; empty: 1.0")
             redenoise_steps = gr.Number(
-                value=None, precision=0, label="Re-denoise steps", info="DDIM step 1000/N; empty: the sampling schedule"
+                value=None, step=1, label="Re-denoise steps", info="DDIM step 1000/N; empty: the sampling schedule"
             )
     gallery = gr.Gallery(
         label="Same seed, same prompt", columns=3, height="auto", format="png", object_fit="contain",

@@ -80,9 +80,12 @@ def make_run_seeds(service: StudioService):
             prompt, negative_prompt, first_seed, model, npnet, scheduler, steps, guidance_scale, width, height
         )
         first = form.request(service, ("standard", "npnet"), session_of(request))
+        # batched: the model preset's batch_size samples per pipeline call (progress moves per batch)
+        requests = [dataclasses.replace(first, seed=first.seed + k) for k in range(count)]
+        batch = service.engine.preset(first.model).batch_size
         pairs = []
-        for k in progress.tqdm(range(count), desc="seeds"):
-            pairs.append(service.generate(dataclasses.replace(first, seed=first.seed + k), [metric]))
+        for lo in progress.tqdm(range(0, count, batch), desc="seed batches"):
+            pairs.extend(service.generate_many(requests[lo : lo + batch], [metric]))
         hib = service.scorer(metric).higher_is_better
         table = seed_table(pairs, metric, hib)
         gallery = [
@@ -122,7 +125,7 @@ def build_seeds_tab(service: StudioService, gen: GenerateTab, pair_state: gr.Sta
             placeholder="uses this prompt for every seed",
             elem_id="seeds-tab-prompt",
         )
-        first = gr.Number(value=0, precision=0, minimum=0, label="First seed", scale=1)
+        first = gr.Number(value=0, step=1, minimum=0, label="First seed", scale=1)
         count = gr.Slider(1, service.config.max_seeds, value=min(8, service.config.max_seeds), step=1,
                           label="Seeds (K)", scale=1, elem_id="seeds-count")  # fmt: skip
         metrics = service.metric_choices()

@@ -114,17 +114,17 @@ def build_train_tab(service: StudioService) -> None:
             value="micro-train" if model == "micro" else "examples", label="Prompt set",
         )  # fmt: skip
         prompts_text = gr.Textbox(label="…or prompts (one per line)", lines=2)
-        max_prompts = gr.Number(value=8, precision=0, minimum=1, label="Max prompts")
-        seeds_per_prompt = gr.Number(value=4, precision=0, minimum=1, label="Seeds per prompt")
+        max_prompts = gr.Number(value=8, step=1, minimum=1, label="Max prompts")
+        seeds_per_prompt = gr.Number(value=4, step=1, minimum=1, label="Seeds per prompt")
     with gr.Row():
-        steps = gr.Number(value=service.preset(model).collect_steps, precision=0, minimum=2, label="Steps")
+        steps = gr.Number(value=service.preset(model).collect_steps, step=1, minimum=2, label="Steps")
         choices = service.metric_choices()
         scorer = gr.Dropdown(choices, value=service.default_metrics(model)[0], label="Filter scorer")
         margin = gr.Number(value=0.0, label="Margin m (keep if s_0 + m < s'_0)")
         select = gr.Checkbox(value=True, label="Use data selection")
     with gr.Row():
-        epochs = gr.Number(value=3, precision=0, minimum=1, label="Epochs")
-        batch_size = gr.Number(value=4, precision=0, minimum=1, label="Batch size")
+        epochs = gr.Number(value=3, step=1, minimum=1, label="Epochs")
+        batch_size = gr.Number(value=4, step=1, minimum=1, label="Batch size")
         lr = gr.Number(value=1e-4, label="Learning rate")
         val_fraction = gr.Slider(0.1, 0.5, value=0.25, step=0.05, label="Validation fraction")
     with gr.Row():
