@@ -16,4 +16,4 @@ GENERAL_EXAMPLES = (
 
 def example_prompts(model: str) -> list[tuple[str, int]]:
     """(prompt, seed) examples suited to ``model``: grammar captions for the micro world, else scenes."""
-    return list(MICRO_EXAMPLES if model == "micro" else GENERAL_EXAMPLES)
+    return list(MICRO_EXAMPLES if model.startswith("micro") else GENERAL_EXAMPLES)

@@ -133,8 +133,12 @@ class StudioService:
 
         return list(OFFLINE_METRICS) if self.offline else available_scorers()
 
+    def is_micro(self, model: str) -> bool:
+        """A micro-world preset (micro, micro-turbo): its captions, verifier and prompt sets apply."""
+        return self.preset(model).npnet_preset == "micro"
+
     def default_metrics(self, model: str) -> list[str]:
-        if model == "micro":
+        if self.is_micro(model):
             return ["micro"]
         if self.preset(model).offline:
             return ["toy-brightness", "toy-colorfulness"]

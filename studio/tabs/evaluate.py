@@ -173,7 +173,7 @@ def build_evaluate_tab(service: StudioService) -> None:
             model = gr.Dropdown(service.models(), value=service.default_model, label="Model")
             prompt_set = gr.Dropdown(
                 _prompt_sets(),
-                value="micro-heldout" if service.default_model == "micro" else "examples",
+                value="micro-heldout" if service.is_micro(service.default_model) else "examples",
                 label="Prompt set",
             )
             limit = gr.Number(value=4, step=1, minimum=1, label="Limit (prompts)", elem_id="eval-limit")

@@ -111,7 +111,7 @@ def build_train_tab(service: StudioService) -> None:
         # the micro world trains on its training captions, never on the held-out evaluation ones
         prompt_set = gr.Dropdown(
             [("(prompts typed here)", ""), *available_prompt_sets()],
-            value="micro-train" if model == "micro" else "examples", label="Prompt set",
+            value="micro-train" if service.is_micro(model) else "examples", label="Prompt set",
         )  # fmt: skip
         prompts_text = gr.Textbox(label="…or prompts (one per line)", lines=2)
         max_prompts = gr.Number(value=8, step=1, minimum=1, label="Max prompts")
