@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--shard-size", type=positive_int, default=64, help="pairs per shard (the resume unit)"
     )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="samples per pipeline call (default: the model preset's; 1: one sample at a time)",
+    )
     parser.add_argument("--no-cache-embeds", action="store_true", help="do not cache prompt embeddings")
     parser.add_argument("--redenoise-mode", choices=("correct", "official"), default="correct")
     parser.add_argument(
@@ -70,6 +76,7 @@ def collect_config(args: argparse.Namespace) -> CollectConfig:
         scheduler=args.scheduler,
         seed_base=args.seed_base,
         shard_size=args.shard_size,
+        batch_size=args.batch_size,
         cache_embeds=not args.no_cache_embeds,
         redenoise_mode=args.redenoise_mode,
         redenoise_cfg=args.redenoise_cfg,

@@ -112,6 +112,12 @@ def add_run_parser(subparsers) -> None:
         default=None,
         help="stop after this many samples in a row fail the same way (default 5; 0: never stop)",
     )
+    p.add_argument(
+        "--batch-size",
+        type=_whole(1),
+        default=None,
+        help="samples per pipeline call (default: the model preset's; 1: one sample at a time)",
+    )
     p.set_defaults(func=run_main)
 
 
@@ -152,6 +158,7 @@ def config_from_args(args: argparse.Namespace):
         "offline": True if args.offline else None,
         "out": args.out,
         "max_consecutive_failures": args.max_consecutive_failures,
+        "batch_size": args.batch_size,
     }
     fields.update({k: v for k, v in given.items() if v is not None})
     if not fields.get("prompts") or not fields.get("model"):

@@ -86,6 +86,8 @@ class BenchmarkConfig:
     offline: bool | None = None
     # Stop after this many consecutive samples fail with the same kind of error (0: never stop).
     max_consecutive_failures: int = 5
+    # Samples per pipeline call (their methods' images share it); None: the model preset's batch_size.
+    batch_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -172,6 +174,9 @@ def _validate(config: BenchmarkConfig) -> None:
         raise UserError(
             f"max_consecutive_failures must be a whole number >= 0 (0: never stop); got {limit!r}"
         )
+    size = config.batch_size
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise UserError(f"batch_size must be a whole number >= 1 (samples per pipeline call); got {size!r}")
     if len(set(config.methods)) != len(config.methods):
         raise UserError(f"methods repeat: {config.methods}")
     verifier = config.verifier or config.metrics[0]
@@ -233,6 +238,50 @@ class _Context:
         self.verifier = self.scorers.get(verifier) or scorer_factory(verifier)
         self.cache = ImageCache(Path(config.out) / "images")
         self.npnet_hash = self._npnet_hash()
+        self.batch_size = config.batch_size or service.preset(config.model).batch_size
+        self.fresh: dict[str, Any] = {}  # images of the current batch by cache key (also in the cache)
+
+    def _plans(self, seed: int, methods) -> dict[str, tuple[str, list[int]]]:
+        return {m: (parse_method(m)[0], candidate_seeds(seed, parse_method(m)[1])) for m in methods}
+
+    def prefetch(self, samples: list[tuple[int, str, int, list[str]]]) -> None:
+        """Generate the missing images of a batch of samples, ``batch_size`` samples per pipeline call.
+
+        Every image goes to the cache at once (a kill later in the batch loses none) and to ``fresh``,
+        which ``images`` reads first. Calls are padded to the full batch, so an image does not depend on
+        which samples share its batch (resume and sharding give the same floats). A failure here is
+        only logged: the samples then generate one by one and record their own errors.
+        """
+        from eval.cache import image_key
+
+        self.fresh = {}
+        groups: dict[tuple[str, ...], dict[str, tuple]] = {}  # kinds -> cache keys by (prompt, seed)
+        for _, prompt, seed, methods in samples:
+            base = self.settings_for_key(prompt, 0)
+            wanted = {(k, s) for k, seeds in self._plans(seed, methods).values() for s in seeds}
+            missing: dict[int, list[tuple[str, str]]] = {}
+            for kind, s in sorted(wanted):
+                key = image_key(self.config.model, kind, prompt, s, base, self.npnet_hash)
+                if not self.cache.path(key).exists():
+                    missing.setdefault(s, []).append((kind, key))
+            for s, items in missing.items():
+                kinds = tuple(k for k, _ in items)
+                groups.setdefault(kinds, {}).setdefault(f"{prompt}\0{s}", (prompt, s, items))
+        for kinds, entries in groups.items():
+            todo = list(entries.values())
+            try:
+                results = self.service.generate_many(
+                    [self.request(prompt, s, kinds) for prompt, s, _ in todo],
+                    self.batch_size * len(kinds),
+                    pad=True,
+                )
+            except Exception as err:  # noqa: BLE001 - the samples retry one by one and record errors
+                log.warning("batch of %d samples failed (%s); generating them one by one", len(todo), err)
+                continue
+            for (_, _, items), result in zip(todo, results):
+                for kind, key in items:
+                    self.cache.put(key, result.images[kind])
+                    self.fresh[key] = result.images[kind]
 
     def _npnet_hash(self) -> str | None:
         from eval.cache import module_hash
@@ -280,7 +329,8 @@ class _Context:
         found, missing = {}, {}
         for kind, seed in sorted(wanted):
             key = image_key(self.config.model, kind, prompt, seed, base, self.npnet_hash)
-            image = self.cache.get(key)
+            image = self.fresh.pop(key, None)
+            image = self.cache.get(key) if image is None else image
             if image is None:
                 missing.setdefault(seed, []).append((kind, key))
             else:
@@ -305,7 +355,7 @@ def _run_sample(
 ) -> list[dict]:
     from eval.cache import image_key
 
-    plans = {m: (parse_method(m)[0], candidate_seeds(seed, parse_method(m)[1])) for m in methods}
+    plans = ctx._plans(seed, methods)
     wanted = {(kind, s) for kind, seeds in plans.values() for s in seeds}
     timings: dict[str, float] = {}
     base = ctx.settings_for_key(prompt, 0)  # resolved once per sample: the cache key's settings
@@ -420,6 +470,7 @@ def run_benchmark(
             "n_prompts": len(prompts),
             "npnet_hash": ctx.npnet_hash,
             "settings": settings,
+            "batch_size": ctx.batch_size,
         }
         write_manifest(config, run_dir, extra)
     samples = [(i, p, s) for i, p in enumerate(prompts) for s in config.seeds]
@@ -430,11 +481,17 @@ def run_benchmark(
     stopped, failure = False, None
     streak, streak_kind, last_error = 0, None, ""
     bar = tqdm(mine, desc=f"benchmark {config.model} (rank {rank}/{world})", disable=None)
+    window = ctx.batch_size  # batches are fixed windows of this process's samples (same on resume)
     for n, (_, (index, prompt, seed)) in enumerate(bar):
         if should_stop is not None and should_stop():
             stopped = True
             break
         todo = _todo(config, done, index, seed)
+        if n % window == 0 and window > 1:
+            batch = [(i, p, s, _todo(config, done, i, s)) for _, (i, p, s) in mine[n : n + window]]
+            batch = [item for item in batch if item[3]]
+            if batch:
+                ctx.prefetch(batch)
         if not todo:
             counts["skipped"] += 1
         else:

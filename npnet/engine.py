@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import numbers
 import sys
@@ -37,18 +38,23 @@ from npnet.diffusion.loading import (
 from npnet.diffusion.presets import MODEL_PRESETS, ModelPreset, hub_offline, resolve_model
 from npnet.diffusion.redenoise import REDENOISE_MODES, first_timestep, redenoise_trace
 from npnet.diffusion.sampling import (
+    PromptEmbeds,
     check_prompt,
     check_size,
     denoise,
     encode_prompt,
     free_memory,
     initial_latents,
+    run_pipeline,
     with_scheduler,
 )
 from npnet.diffusion.schedulers import check_scheduler_name
 from npnet.errors import UserError
 
+log = logging.getLogger(__name__)
 METHODS = ("standard", "npnet", "inversion")
+# Settings that may differ between the requests of one ``generate_many`` call (everything else must agree).
+PER_SAMPLE_SETTINGS = ("prompt", "seed")
 TINY_RANDOM_NPNET = "tiny-random(seed=0)"  # presets without a checkpoint (tiny-*) get a seeded random NPNet
 
 
@@ -203,7 +209,8 @@ def resolve_sampling(
         "steps": steps,
         "guidance_scale": cfg,
         "redenoise_guidance_scale": _scale(
-            "redenoise_guidance_scale", _default(redenoise_guidance_scale, _default(preset.redenoise_guidance_scale, cfg))
+            "redenoise_guidance_scale",
+            _default(redenoise_guidance_scale, _default(preset.redenoise_guidance_scale, cfg)),
         ),
         "inversion_guidance_scale": _scale(
             "inversion_guidance_scale", _default(inversion_guidance_scale, preset.inversion_guidance_scale)
@@ -283,6 +290,37 @@ def _large_image_tiling(loaded: LoadedModel, settings: dict[str, Any]):
     finally:
         if switch:
             vae.disable_tiling()
+
+
+def _in_chunks(fn, n: int, batch: list[int], what: str, pad: bool = False) -> list:
+    """``fn(indices)`` (rows indexable by position) over [0, n) in chunks of ``batch[0]``, concatenated.
+
+    ``pad``: every call gets exactly ``batch[0]`` indices (the last chunk repeats its last index, the
+    extra rows dropped), so a row's floats depend on its own inputs and the batch size only, not on how
+    many samples happened to share its call. On ``torch.OutOfMemoryError`` the batch is halved
+    (``batch[0]`` is updated for the caller's later stages) and the chunk retried; at 1 it propagates.
+    """
+    out: list = []
+    lo = 0
+    while lo < n:
+        size = batch[0]
+        hi = min(n, lo + size)
+        indices = list(range(lo, hi))
+        if pad:
+            indices += [hi - 1] * (size - len(indices))
+        size = len(indices)  # the images of this call
+        try:
+            rows = fn(indices)
+        except torch.OutOfMemoryError:
+            if size <= 1:
+                raise
+            free_memory()
+            batch[0] = max(1, size // 2)
+            log.warning("out of memory at batch %d: retrying at %d (%s)", size, batch[0], what)
+            continue
+        out.append(rows[: hi - lo])
+        lo = hi
+    return out
 
 
 class GoldenNoiseService:
@@ -555,6 +593,158 @@ class GoldenNoiseService:
             ).x_prime
             timings["redenoise"] = time.perf_counter() - tick
         return latents, embeds
+
+    def generate_many(
+        self, requests, batch_size: int | None = None, exact_latents: bool = False, pad: bool = False
+    ) -> list[GenerationResult]:
+        """``generate`` for many (prompt, seed) requests with up to ``batch_size`` images per pipeline call.
+
+        The requests must share the model and every setting but prompt and seed (``UserError`` otherwise).
+        Each distinct prompt is encoded once; every x_T comes from its own seed; NPNet and re-denoise run
+        on batches of samples; then all (sample, method) latents are denoised ``batch_size`` images per
+        call (default: one sample's methods per call, exactly ``generate``'s calls), each image with a
+        sampler generator seeded by its sample's seed; NPNet and re-denoise take ``batch_size // methods``
+        samples per call. On ``torch.OutOfMemoryError`` the batch is halved and the chunk retried.
+        Result i belongs to ``requests[i]``. CPU kernels give a row results that depend on the batch size
+        (float summation order), so at other batch sizes latents match ``generate(requests[i])`` within
+        ~1e-5 and images within one 8-bit level (see tests/test_batching.py); x_T is always exact.
+        ``exact_latents``: NPNet and re-denoise one sample per call, so every latent equals ``generate``'s
+        bit for bit (they cost 1 and 2 model calls per sample; the denoising loop stays batched).
+        ``pad``: every call is filled to the full batch (the last chunk repeats a row), so a sample's
+        results depend on its own prompt, seed and the batch size only, not on its batch mates: runs
+        split differently (resume, sharding) give identical floats.
+        """
+        requests = list(requests)
+        if not requests:
+            return []
+        start = time.perf_counter()
+        preset = self.preset(requests[0].model)
+        settings = [resolve_settings(r, preset) for r in requests]
+        first = {k: v for k, v in settings[0].items() if k not in PER_SAMPLE_SETTINGS}
+        for index, (request, s) in enumerate(zip(requests, settings)):
+            other = {k: v for k, v in s.items() if k not in PER_SAMPLE_SETTINGS}
+            if request.model != requests[0].model or other != first:
+                diff = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
+                raise UserError(
+                    "generate_many needs the same model and settings for every request but prompt and seed; "
+                    f"request {index} differs in {', '.join(diff) or 'model'}"
+                )
+        methods = settings[0]["methods"]
+        if batch_size is None:
+            batch_size = len(methods)
+        batch_size = _positive_int("batch_size", batch_size)
+        if not settings[0]["batched"]:
+            batch_size = 1
+        with self.lease(preset.name, requests[0].npnet, with_npnet="npnet" in methods) as loaded:
+            return self._generate_many_locked(
+                loaded, requests, settings, batch_size, start, exact_latents, pad
+            )
+
+    def _generate_many_locked(
+        self, loaded: LoadedModel, requests, settings, batch_size, start, exact_latents, pad
+    ):
+        common = settings[0]
+        methods = common["methods"]
+        n = len(requests)
+        batch = [batch_size]  # images per call, halved on OOM and kept for the rest of the call
+        per_sample = [
+            1 if exact_latents else max(1, batch_size // len(methods))
+        ]  # samples per NPNet / re-denoise call
+        with _PeakMemory(loaded.device) as peak, _large_image_tiling(loaded, common):
+            timings: dict[str, float] = {}
+            view = with_scheduler(loaded.pipe, common["scheduler"], progress=self.progress)
+            scheduler_class = type(view.scheduler).__name__
+            redenoise_start = first_timestep(view, common["steps"])
+            pipe = loaded.pipe
+            tick = time.perf_counter()
+            encoded: dict[str, PromptEmbeds] = {}
+            for s in settings:
+                if s["prompt"] not in encoded:
+                    encoded[s["prompt"]] = encode_prompt(pipe, s["prompt"], common["negative_prompt"])
+            embeds = [encoded[s["prompt"]] for s in settings]
+            timings["encode"] = time.perf_counter() - tick
+            x_T = torch.cat(
+                [initial_latents(pipe, s["seed"], common["width"], common["height"]) for s in settings]
+            )
+            latents = {"standard": x_T}  # (N, C, h, w)
+            if "npnet" in methods:
+                net = loaded.npnets[common["npnet"]]
+                tick = time.perf_counter()
+
+                def golden(idx):
+                    with torch.inference_mode():
+                        cond = PromptEmbeds.stack([embeds[i] for i in idx]).condition
+                        return net(x_T[idx].to(loaded.device), cond).float().cpu()
+
+                latents["npnet"] = torch.cat(_in_chunks(golden, n, per_sample, "NPNet", pad))
+                timings["npnet"] = time.perf_counter() - tick
+            if "inversion" in methods:
+                tick = time.perf_counter()
+
+                def inversion(idx):
+                    return redenoise_trace(
+                        pipe,
+                        x_T[idx],
+                        PromptEmbeds.stack([embeds[i] for i in idx]),
+                        common["redenoise_steps"],
+                        common["redenoise_guidance_scale"],
+                        common["inversion_guidance_scale"],
+                        mode=common["redenoise_mode"],
+                        start=redenoise_start,
+                    ).x_prime
+
+                latents["inversion"] = torch.cat(_in_chunks(inversion, n, per_sample, "re-denoise", pad))
+                timings["redenoise"] = time.perf_counter() - tick
+            # every (sample, method) image, sample-major: one sample's methods stay together
+            order = [(i, m) for i in range(n) for m in methods]
+            stacked = torch.stack([latents[m][i] for i, m in order])  # (N*M, C, h, w)
+            tick = time.perf_counter()
+
+            def images(idx):
+                return list(
+                    run_pipeline(
+                        view,
+                        PromptEmbeds.stack([embeds[order[k][0]] for k in idx]),
+                        stacked[idx],
+                        common["steps"],
+                        common["guidance_scale"],
+                        common["width"],
+                        common["height"],
+                        seed=[settings[order[k][0]]["seed"] for k in idx],
+                    )
+                )
+
+            pictures = [
+                image for chunk in _in_chunks(images, len(order), batch, "denoise", pad) for image in chunk
+            ]
+            timings["denoise"] = time.perf_counter() - tick
+            timings["denoise_per_image"] = timings["denoise"] / len(order)
+        total = time.perf_counter() - start
+        results = []
+        for i, (request, s) in enumerate(zip(requests, settings)):
+            s = dict(s)
+            s.update(
+                scheduler_class=scheduler_class,
+                redenoise_start=redenoise_start,
+                device=str(loaded.device),
+                dtype=str(loaded.dtype).replace("torch.", ""),
+                batched_used=batch[0] > 1,
+                batch_size_used=batch[0],
+            )
+            share = {k: v / n for k, v in timings.items() if k != "denoise_per_image"}
+            share.update(denoise_per_image=timings["denoise_per_image"], total=total / n, batch_total=total)
+            results.append(
+                GenerationResult(
+                    request=request,
+                    settings=s,
+                    images={m: pictures[i * len(methods) + j] for j, m in enumerate(methods)},
+                    latents={m: latents[m][i : i + 1] for m in methods},
+                    prompt_embeds=embeds[i].condition.detach().float().cpu(),
+                    timings=share,
+                    peak_memory=dict(peak.result),
+                )
+            )
+        return results
 
     def generate_seeds(self, request: GenerationRequest, seeds) -> list[GenerationResult]:
         """One result per seed (same prompt and settings)."""

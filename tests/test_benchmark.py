@@ -60,6 +60,10 @@ class CountingService:
         self.images += len(request.methods)
         return self.inner.generate(request)
 
+    def generate_many(self, requests, *args, **kw):
+        self.images += sum(len(r.methods) for r in requests)
+        return self.inner.generate_many(requests, *args, **kw)
+
 
 class Crash(BaseException):
     """Stands in for a kill: not an Exception, so the runner does not record it as a sample error."""
@@ -260,6 +264,9 @@ class FailingService(CountingService):
     def generate(self, request):
         self.calls += 1
         raise RuntimeError(self.messages(self.calls))
+
+    def generate_many(self, requests, *args, **kw):  # a failed batch: its samples then fail one by one
+        raise RuntimeError(self.messages(self.calls + 1))
 
 
 def test_repeated_failures_of_one_kind_stop_the_run_and_resume_later(tmp_path, service):

@@ -21,7 +21,9 @@ PROMPTS = ["a red cube on a table", "a blue ball", "a green tree at night", "a y
 
 
 def _config(out, seeds_per_prompt=4, **changes) -> CollectConfig:
-    """tiny-sdxl, 2 sampling / re-denoise steps (keeps the CPU test fast), 4 pairs per shard."""
+    """tiny-sdxl, 2 sampling / re-denoise steps (keeps the CPU test fast), 4 pairs per shard, one sample
+    per pipeline call (batched collection: tests/test_batching.py)."""
+    changes.setdefault("batch_size", 1)
     return CollectConfig("tiny-sdxl", str(out), seeds_per_prompt, steps=2, shard_size=4, **changes)
 
 
@@ -36,7 +38,7 @@ def reference(tmp_path_factory):
     root = tmp_path_factory.mktemp("collect")
     (root / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
     argv = f"--model tiny-sdxl --prompts {root / 'prompts.txt'} --seeds-per-prompt 4 --steps 2 --device cpu"
-    argv += f" --scorer toy-brightness --margin 0 --shard-size 4 --out {root / 'ref'}"
+    argv += f" --scorer toy-brightness --margin 0 --shard-size 4 --batch-size 1 --out {root / 'ref'}"
     result = main(add_arguments(argparse.ArgumentParser()).parse_args(argv.split()))
     assert (result.collected, result.resumed, result.world) == (16, 0, 1)
     return root / "ref"

@@ -12,6 +12,12 @@ Sample i = prompt_index * K + k. Block b (samples [b*S, (b+1)*S)) goes to proces
 (``npnet.io.shard``; RANK/WORLD_SIZE from ``accelerate launch`` / torchrun), is written as one
 atomic shard and only then logged, and is skipped on resume; a kill loses at most the unfinished
 block. Shards and the merged ``manifest.jsonl`` are identical for any number of processes.
+
+Within a block, ``batch_size`` samples (default: the model preset's) share each pipeline call, padded to
+the full batch so a sample's floats do not depend on its batch mates (resume and sharding give the same
+bytes); re-denoise runs one sample at a time, so x_T and x'_T are exactly the unbatched ones. The images
+(hence the scores) of a batched collection can differ from ``batch_size=1``'s by one 8-bit level in a few
+pixels: CPU kernels sum in a batch-size dependent order (see tests/test_batching.py).
 """
 
 from __future__ import annotations
@@ -105,6 +111,7 @@ class CollectConfig:
     seed_base: int = 0
     seed_range: tuple[int, int] = (0, 1024)
     shard_size: int = 64  # pairs per shard: the resume unit
+    batch_size: int | None = None  # samples per pipeline call within a shard; None: the model preset's
     cache_embeds: bool = True
     negative_prompt: str = ""
     redenoise_mode: str = "correct"
@@ -113,6 +120,9 @@ class CollectConfig:
     def __post_init__(self):
         if self.shard_size < 1:
             raise UserError(f"shard_size must be >= 1; got {self.shard_size}")
+        size = self.batch_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise UserError(f"batch_size must be a whole number >= 1; got {size!r}")
 
 
 def _scorer_name(scorer: Scorer, name: str | None) -> str:
@@ -196,10 +206,18 @@ def collect(
     resumed = sum(len(blocks[b]) for b in mine if b in done)
     bar = _progress(progress, assigned, resumed, rank, world)
     counts = [0, 0]  # collected, kept
+    # samples per pipeline call: fixed per collection (padded calls), so shards do not depend on resume
+    batch = min(config.batch_size or service.preset(config.model).batch_size, size)
     for b in (b for b in mine if b not in done):
         rows, xs, xps = [], [], []
-        for sample in blocks[b]:
-            row, x, xp = _collect_one(service, sample, settings, scorer, out, config.cache_embeds)
+        block = blocks[b]
+        results: list = []
+        for i, sample in enumerate(block):
+            if batch > 1 and i % batch == 0:
+                requests = [_request(s, settings) for s in block[i : i + batch]]
+                results = service.generate_many(requests, 2 * batch, exact_latents=True, pad=True)
+            result = results[i % batch] if batch > 1 else None
+            row, x, xp = _collect_one(service, sample, settings, scorer, out, config.cache_embeds, result)
             rows.append(row)
             xs.append(x)
             xps.append(xp)
@@ -219,9 +237,8 @@ def collect(
     return CollectResult(out, rank, world, len(plan), assigned, resumed, counts[0], counts[1], seconds)
 
 
-def _collect_one(service, sample: Sample, settings: dict[str, Any], scorer, out: Path, cache_embeds: bool):
-    """Lines 3-12 of Alg. 1 for one (prompt, seed): both noises, both images, both scores."""
-    request = GenerationRequest(
+def _request(sample: Sample, settings: dict[str, Any]) -> GenerationRequest:
+    return GenerationRequest(
         model=settings["model"],
         prompt=sample.prompt,
         negative_prompt=settings["negative_prompt"],
@@ -235,7 +252,15 @@ def _collect_one(service, sample: Sample, settings: dict[str, Any], scorer, out:
         redenoise_steps=settings["redenoise_steps"],
         redenoise_guidance_scale=settings["redenoise_cfg"],
     )
-    result = service.generate(request)
+
+
+def _collect_one(
+    service, sample: Sample, settings: dict[str, Any], scorer, out: Path, cache_embeds: bool, result=None
+):
+    """Lines 3-12 of Alg. 1 for one (prompt, seed): both noises, both images (``result``: generated in a
+    batch, else now), both scores."""
+    if result is None:
+        result = service.generate(_request(sample, settings))
     images = [result.images["standard"], result.images["inversion"]]
     scores = torch.as_tensor(scorer(images, [sample.prompt] * 2)).detach().flatten().double().tolist()
     if len(scores) != 2 or not all(math.isfinite(s) for s in scores):

@@ -69,6 +69,7 @@ class ModelPreset:
     assets: tuple[str, ...] = ()  # shipped files (``assets/...``) the builder needs
     max_side: int | None = None  # largest image side in px; None: SIDE_LIMIT_FACTOR x the native side
     max_steps: int | None = None  # most (re-)denoising steps; None: HUB_MAX_STEPS / OFFLINE_MAX_STEPS
+    batch_size: int = 1  # samples per pipeline call in evaluation, collection and the seed grid
 
     @property
     def side_limit(self) -> int:
@@ -148,6 +149,7 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
             unet_file="sdxl_lightning_4step_unet.safetensors",
             scheduler_overrides=(("timestep_spacing", "trailing"),),
             collect_steps=4,
+            batch_size=2,
             description="SDXL-Lightning 4-step UNet on SDXL base, trailing Euler, no CFG; SDXL NPNet (Table 18)",
         ),
         ModelPreset(
@@ -166,6 +168,7 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
             unet_id="latent-consistency/lcm-sdxl",
             base_scheduler="lcm",
             collect_steps=4,
+            batch_size=2,
             description="LCM-SDXL (guidance-embedded UNet, LCMScheduler); SDXL NPNet (Table 18)",
         ),
         ModelPreset(
@@ -184,6 +187,7 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
             offline=True,
             builder=build_tiny_sdxl,
             collect_steps=4,
+            batch_size=16,
             description="offline random-weight SDXL pipeline (plumbing and tests, not pictures)",
         ),
         ModelPreset(
@@ -203,6 +207,7 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
             builder=build_tiny_hunyuan_dit,
             collect_steps=4,
             size_multiple=16,
+            batch_size=16,
             description="offline random-weight Hunyuan-DiT pipeline (plumbing and tests, not pictures)",
         ),
         ModelPreset(
@@ -221,6 +226,7 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
             offline=True,
             builder=load_micro_pipeline,
             assets=("assets/micro/generator/model_index.json",),
+            batch_size=16,
             description="offline micro world: small trained SDXL-class pipeline and NPNet shipped in assets/micro",
         ),
         # The few-step micro preset (the role DreamShaper-turbo / SDXL-Lightning play in the paper): the same
@@ -246,6 +252,7 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
             builder=load_micro_pipeline,
             assets=("assets/micro/generator/model_index.json",),
             collect_steps=MICRO_TURBO_STEPS,
+            batch_size=16,
             description="micro world, 5 DDIM steps (trailing): few-step sampling where golden noise can matter",
         ),
     )

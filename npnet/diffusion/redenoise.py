@@ -54,8 +54,9 @@ def cfg(uncond: torch.Tensor, cond: torch.Tensor, guidance_scale: float) -> torc
 
 
 def _pairs(embeds: PromptEmbeds, batch: int, device) -> dict[str, torch.Tensor]:
-    """[uncond; cond] stacks of every tensor, as the pipelines build for CFG: (2B, ...)."""
-    rep = embeds.repeat(batch).to(device=device).tensors
+    """[uncond; cond] stacks of every tensor, as the pipelines build for CFG: (2B, ...); ``embeds``: one
+    prompt (repeated) or B prompts stacked (``PromptEmbeds.stack``)."""
+    rep = embeds.expand(batch).to(device=device).tensors
     out = {}
     for key, value in rep.items():
         if key.startswith("negative_"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import gc
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -117,10 +118,33 @@ class PromptEmbeds:
         """The NPNet condition: SDXL (1, 77, 2048) prompt_embeds; Hunyuan-DiT (1, 77, 1024) BERT embeds."""
         return self.tensors["prompt_embeds"]
 
+    @property
+    def batch(self) -> int:
+        """How many prompts these embeddings hold (1 from ``encode_prompt``, B from ``stack``)."""
+        return int(self.condition.shape[0])
+
     def repeat(self, n: int) -> PromptEmbeds:
         """The same embeddings for a batch of ``n`` latents."""
         reps = {k: v.repeat(n, *([1] * (v.ndim - 1))) for k, v in self.tensors.items()}  # (n, ...)
         return PromptEmbeds(self.family, reps)
+
+    def expand(self, n: int) -> PromptEmbeds:
+        """Embeddings for ``n`` latents: one prompt repeated ``n`` times, or a stack of exactly ``n``."""
+        if self.batch == n:
+            return self
+        if self.batch == 1:
+            return self.repeat(n)
+        raise ValueError(f"embeddings of {self.batch} prompts do not fit a batch of {n} latents")
+
+    @staticmethod
+    def stack(items: Sequence[PromptEmbeds]) -> PromptEmbeds:
+        """Several prompts' embeddings as one batch, row i = ``items[i]`` (same family and keys)."""
+        first = items[0]
+        if any(e.family != first.family or e.tensors.keys() != first.tensors.keys() for e in items):
+            raise ValueError("cannot stack prompt embeddings of different families")
+        if len(items) == 1:
+            return first
+        return PromptEmbeds(first.family, {k: torch.cat([e.tensors[k] for e in items]) for k in first.tensors})
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> PromptEmbeds:
         """Move; ``dtype`` applies to float tensors only (attention masks stay integer)."""
@@ -164,9 +188,13 @@ def with_scheduler(pipe, scheduler: str = DEFAULT_SCHEDULER, progress: bool = Tr
     return view
 
 
-def sampler_generators(seed: int, n: int) -> list[torch.Generator]:
-    """One CPU generator per image for stochastic samplers, all seeded with ``seed`` (fair pairs)."""
-    return [torch.Generator("cpu").manual_seed(int(seed)) for _ in range(n)]
+def sampler_generators(seed: int | Sequence[int], n: int) -> list[torch.Generator]:
+    """One CPU generator per image for stochastic samplers: all seeded with ``seed`` (fair pairs), or
+    with ``seed[i]`` for image i (a batch across samples: each image gets its own sample's seed)."""
+    seeds = [int(seed)] * n if isinstance(seed, (int, float)) else [int(s) for s in seed]
+    if len(seeds) != n:
+        raise ValueError(f"{len(seeds)} seeds for {n} images")
+    return [torch.Generator("cpu").manual_seed(s) for s in seeds]
 
 
 def run_pipeline(
@@ -177,13 +205,14 @@ def run_pipeline(
     guidance_scale: float,
     width: int,
     height: int,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     output_type: str = "pil",
 ):
-    """One pipeline call on a batch of x_T (B, C, h, w) with the prompt embeddings repeated B times."""
+    """One pipeline call on a batch of x_T (B, C, h, w): one prompt's embeddings repeated B times, or a
+    stack of B prompts' (``PromptEmbeds.stack``); ``seed``: one for all images or one per image."""
     batch = latents.shape[0]
     net = denoiser(view)
-    kwargs = embeds.repeat(batch).to(device=view._execution_device).tensors
+    kwargs = embeds.expand(batch).to(device=view._execution_device).tensors
     extra = {"use_resolution_binning": False} if embeds.family == "hunyuan-dit" else {}
     x = latents.to(device=view._execution_device, dtype=net.dtype)  # (B, C, h, w); pipeline scales by sigma
     with torch.inference_mode():
