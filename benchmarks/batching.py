@@ -1,6 +1,7 @@
 """Eval throughput with batching across samples: images/s on micro at the preset's batch vs batch 1 vs diffusers.
 
     python benchmarks/batching.py                      # 16 held-out prompts x (standard, npnet), 20 steps, 1 thread
+    python benchmarks/batching.py --model tiny-sdxl --steps 4   # the random-weight SDXL pipeline, toy scorer
 
 All three in one process after one warm-up (model loading excluded), each from an empty run folder:
 - ``eval batch=B``: ``run_benchmark`` (generation, image cache, micro verifier scores, JSONL rows) at the
@@ -9,6 +10,8 @@ All three in one process after one warm-up (model loading excluded), each from a
 - ``plain diffusers``: the loop a user would write: per prompt, ``pipe(prompt, latents=x_T)`` for the
   standard image and ``pipe(prompt, latents=NPNet(x_T, c))`` for the golden one, one image per call,
   then the same micro verifier scores.
+Then, at the same batch sizes: collection pairs/s (``collect`` on ``--pairs`` pairs) and the seed grid's
+time for 32 seeds (``StudioService``'s path: ``generate_many`` vs one ``generate`` per seed).
 Prints images/s of each and the ratios.
 """
 
@@ -25,13 +28,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+MODELS = {"micro": "micro", "tiny-sdxl": "toy-brightness"}  # model -> the scorer its runs use
+MODEL = "micro"
+
+
 def eval_run(service, prompts, steps: int, batch: int | None, out: Path) -> float:
-    """Seconds of one eval run (standard + npnet, seed 0, micro verifier) from an empty folder."""
+    """Seconds of one eval run (standard + npnet, seed 0, the model's scorer) from an empty folder."""
     from eval.benchmark import BenchmarkConfig, run_benchmark
 
     config = BenchmarkConfig(
-        model="micro", prompts=tuple(prompts), out=str(out), seeds=(0,), steps=steps,
-        methods=("standard", "npnet"), metrics=("micro",), device="cpu", offline=True, batch_size=batch,
+        model=MODEL, prompts=tuple(prompts), out=str(out), seeds=(0,), steps=steps,
+        methods=("standard", "npnet"), metrics=(MODELS[MODEL],), device="cpu", offline=True, batch_size=batch,
     )  # fmt: skip
     start = time.perf_counter()
     result = run_benchmark(config, service=service)
@@ -47,11 +54,11 @@ def plain_loop(service, prompts, steps: int) -> float:
     from eval.metrics import get_scorer
     from npnet.diffusion.sampling import encode_prompt, initial_latents, with_scheduler
 
-    preset = service.preset("micro")
-    loaded = service.load("micro")
+    preset = service.preset(MODEL)
+    loaded = service.load(MODEL)
     pipe = with_scheduler(loaded.pipe, preset.scheduler, progress=False)
     net = loaded.npnets[next(iter(loaded.npnets))]
-    scorer = get_scorer("micro")
+    scorer = get_scorer(MODELS[MODEL])
     start = time.perf_counter()
     for prompt in prompts:
         x_T = initial_latents(pipe, 0, preset.width, preset.height)
@@ -72,6 +79,35 @@ def plain_loop(service, prompts, steps: int) -> float:
     return time.perf_counter() - start
 
 
+def collect_run(service, prompts, pairs: int, steps: int, batch: int | None, out: Path) -> float:
+    """Seconds to collect ``pairs`` noise pairs (Alg. 1) at ``batch`` samples per pipeline call."""
+    from eval.metrics import get_scorer
+    from npnet.data.collect import CollectConfig, collect
+
+    per_prompt = max(1, pairs // len(prompts))
+    config = CollectConfig(MODEL, str(out), per_prompt, steps=steps, batch_size=batch, shard_size=pairs)
+    start = time.perf_counter()
+    collect(service, config, prompts[: pairs // per_prompt], get_scorer(MODELS[MODEL]), progress=False)
+    return time.perf_counter() - start
+
+
+def seed_grid(service, prompt: str, steps: int, batched: bool, seeds: int = 32) -> float:
+    """Seconds of the Seeds tab's work for ``seeds`` seeds (standard + npnet per seed)."""
+    import dataclasses
+
+    from npnet.engine import GenerationRequest
+
+    request = GenerationRequest(MODEL, prompt, steps=steps, methods=("standard", "npnet"))
+    requests = [dataclasses.replace(request, seed=s) for s in range(seeds)]
+    start = time.perf_counter()
+    if batched:  # as the Seeds tab: the preset's batch_size samples (x 2 methods) per pipeline call
+        service.generate_many(requests, service.preset(MODEL).batch_size * 2)
+    else:
+        for r in requests:
+            service.generate(r)
+    return time.perf_counter() - start
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -79,16 +115,20 @@ def main(argv=None) -> None:
     parser.add_argument("--prompts", type=int, default=16, help="held-out micro prompts")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", choices=sorted(MODELS), default="micro")
+    parser.add_argument("--pairs", type=int, default=16, help="noise pairs for the collection timing")
     args = parser.parse_args(argv)
+    global MODEL
+    MODEL = args.model
     import torch
 
     torch.set_num_threads(args.threads)
     from npnet.engine import GoldenNoiseService
     from npnet.worlds.micro.grammar import heldout_captions
 
-    prompts = heldout_captions()[: args.prompts]
+    prompts = heldout_captions()[: args.prompts]  # captions of the micro grammar; any text for tiny-sdxl
     service = GoldenNoiseService(device="cpu", offline=True, progress=False)
-    default = service.preset("micro").batch_size
+    default = service.preset(MODEL).batch_size
     images = 2 * len(prompts)
     with tempfile.TemporaryDirectory() as tmp:
         eval_run(service, prompts[:2], 2, None, Path(tmp) / "warm")  # load model, NPNet, verifier
@@ -98,7 +138,9 @@ def main(argv=None) -> None:
             "eval batch=1": eval_run(service, prompts, args.steps, 1, Path(tmp) / "one"),
             "plain diffusers": plain_loop(service, prompts, args.steps),
         }
-    print(f"micro, {len(prompts)} held-out prompts x (standard, npnet) = {images} images, {args.steps} steps, "
+        collect_s = {b: collect_run(service, prompts, args.pairs, args.steps, b, Path(tmp) / f"npd{b}") for b in (None, 1)}
+    grid = {batched: seed_grid(service, prompts[0], args.steps, batched) for batched in (True, False)}
+    print(f"{MODEL}, {len(prompts)} held-out prompts x (standard, npnet) = {images} images, {args.steps} steps, "
           f"{args.threads} thread(s)")  # fmt: skip
     print("| run | seconds | images/s |\n|---|---:|---:|")
     for name, s in seconds.items():
@@ -106,6 +148,10 @@ def main(argv=None) -> None:
     batched, one, plain = seconds.values()
     print(f"\nbatch={default} vs batch=1: {one / batched:.2f}x images/s; "
           f"vs plain diffusers: {plain / batched:.2f}x; batch=1 vs plain diffusers: {plain / one:.2f}x")  # fmt: skip
+    print(f"collection, {args.pairs} pairs: batch={default} {args.pairs / collect_s[None]:.2f} pairs/s, batch=1 "
+          f"{args.pairs / collect_s[1]:.2f} pairs/s ({collect_s[1] / collect_s[None]:.2f}x)")  # fmt: skip
+    print(f"seed grid, 32 seeds x (standard, npnet): batched {grid[True]:.1f} s, one per seed {grid[False]:.1f} s "
+          f"({grid[False] / grid[True]:.2f}x)")  # fmt: skip
 
 
 if __name__ == "__main__":
