@@ -291,7 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--train-margin", type=float, default=None, help="train: re-apply s_0 + m < s'_0 with this margin"
     )
     parser.add_argument("--epochs", type=positive_int, default=d.epochs)
-    parser.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    parser.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="training batch size")
+    parser.add_argument(
+        "--sampling-batch-size", type=positive_int, default=None,
+        help="samples per pipeline call when collecting and evaluating (default: the micro preset's)",
+    )  # fmt: skip
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--train-seed", type=whole_number(0), default=d.train_seed)
     parser.add_argument("--eval-limit", type=positive_int, default=None, help="first N held-out captions")

@@ -76,6 +76,7 @@ class StageSettings:
     eval_limit: int | None = None
     eval_seeds: tuple[int, ...] = (0, 1, 2)
     device: str = "cpu"
+    sampling_batch_size: int | None = None  # samples per pipeline call (collect, evaluate); None: the preset's
 
     @property
     def root(self) -> Path:
@@ -168,6 +169,7 @@ def collect_stage(settings: StageSettings, progress: bool = True) -> dict[str, A
         seed_base=settings.seed_base,
         shard_size=settings.shard_size,
         scorer_name="micro",
+        batch_size=settings.sampling_batch_size,
     )
     result = collect(_service(settings), config, prompts, MicroVerifier(), progress=progress)
     record = npd_record(settings.npd) | {
@@ -302,6 +304,7 @@ def evaluate_stage(
         npnet=str(path.resolve()),
         device=settings.device,
         offline=True,
+        batch_size=settings.sampling_batch_size,
     )
     _share_image_cache(settings, out)
     result = run_benchmark(config, service=_service(settings))
