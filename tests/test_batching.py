@@ -14,6 +14,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from counting import CountingService
 
 from eval.benchmark import BenchmarkConfig, load_rows, run_benchmark
 from eval.metrics import get_scorer
@@ -149,22 +150,6 @@ class _Kill(BaseException):
     """A kill: not an Exception, so the runner does not record it as a sample error."""
 
 
-class _Counting:
-    def __init__(self, inner):
-        self.inner, self.images = inner, 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def generate(self, request):
-        self.images += len(request.methods)
-        return self.inner.generate(request)
-
-    def generate_many(self, requests, *args, **kw):
-        self.images += sum(len(r.methods) for r in requests)
-        return self.inner.generate_many(requests, *args, **kw)
-
-
 def test_a_run_killed_mid_batch_resumes_exactly(service, tmp_path):
     straight = run_benchmark(_bench(tmp_path / "straight", batch_size=3), service=service).rows
     calls = {"n": 0}
@@ -185,7 +170,7 @@ def test_a_run_killed_mid_batch_resumes_exactly(service, tmp_path):
     with pytest.raises(_Kill):
         run_benchmark(_bench(tmp_path / "killed", batch_size=3), service=service, scorer_factory=factory)
     assert len(load_rows(tmp_path / "killed")) == 4 * 2  # samples 0-3 written, 4 and 5 generated, not written
-    counting = _Counting(service)
+    counting = CountingService(service)
     resumed = run_benchmark(_bench(tmp_path / "killed", batch_size=3), service=counting)
     assert resumed.counts["skipped"] == 4 and resumed.counts["computed"] == 4
     assert counting.images == 2 * 2  # only the last batch (samples 6, 7): the killed batch's are cached

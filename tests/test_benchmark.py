@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from counting import CountingService
 
 from eval.benchmark import BenchmarkConfig, candidate_seeds, load_rows, parse_method, run_benchmark
 from eval.metrics import get_scorer
@@ -45,24 +46,6 @@ def _config(out, **kw) -> BenchmarkConfig:
     )
     base.update(kw)
     return BenchmarkConfig(**base)
-
-
-class CountingService:
-    """Wraps the real service and counts generated images."""
-
-    def __init__(self, service):
-        self.inner, self.images = service, 0
-
-    def __getattr__(self, name):  # everything but generate() is the real service's
-        return getattr(self.inner, name)
-
-    def generate(self, request):
-        self.images += len(request.methods)
-        return self.inner.generate(request)
-
-    def generate_many(self, requests, *args, **kw):
-        self.images += sum(len(r.methods) for r in requests)
-        return self.inner.generate_many(requests, *args, **kw)
 
 
 class Crash(BaseException):
