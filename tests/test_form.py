@@ -85,3 +85,16 @@ def test_re_denoise_settings_are_optional_and_checked():
     assert (set_.redenoise_guidance_scale, set_.inversion_guidance_scale, set_.redenoise_steps) == (9.0, 0.5, 10)
     with pytest.raises(UserError, match="re-denoise steps must be a whole number >= 2"):
         _form(redenoise_steps=1).request(_Service(), ["inversion"])
+
+
+def test_seed_grid_counts_rescued_and_broken_seeds_for_a_binary_verifier():
+    import pandas as pd
+
+    from studio.tabs.seeds import binary_summary
+
+    table = pd.DataFrame(
+        {"seed": [0, 1, 2, 3, 4], "standard": [0.1, 0.9, 0.2, 0.8, 0.3], "npnet": [0.7, 0.95, 0.1, 0.2, 0.6]}
+    )
+    text = binary_summary(table, "micro")
+    assert "standard 2 of 5, NPNet 3" in text and "2 rescued** [0, 4]" in text and "1 broken** [3]" in text
+    assert binary_summary(table, "toy-brightness") == ""

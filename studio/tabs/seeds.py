@@ -53,13 +53,32 @@ def summary(pairs: list[Pair], table: pd.DataFrame, metric: str, higher_is_bette
     st = paired_stats(scored["npnet"], scored["standard"], higher_is_better)
     rescued = scored.loc[scored["verdict"] == "NPNet better", "seed"].tolist()
     hurt = scored.loc[scored["verdict"] == "NPNet worse", "seed"].tolist()
-    return (
+    return binary_summary(scored, metric) + (
         f"**{metric}**: NPNet wins on {st['wins']} of {st['n_pairs']} seeds — win rate "
         f"**{100 * st['win_rate']:.1f}%** (95% bootstrap CI {100 * st['win_rate_ci_low']:.1f}–"
         f"{100 * st['win_rate_ci_high']:.1f}%), {st['ties']} ties, {st['losses']} losses, sign test "
         f"p = {st['sign_p']:.3g}; mean difference {st['mean_diff']:+.4g}.\n\n"
         f"Rescued (NPNet better): {rescued or 'none'} · Hurt (NPNet worse): {hurt or 'none'}. "
         "Select a row to open that pair in Generate and Noise analysis."
+    )
+
+
+def binary_summary(scored: pd.DataFrame, metric: str) -> str:
+    """For a binary verifier (micro: correct iff score > 0.5): accuracy of both and the seeds NPNet
+    rescued (standard wrong, NPNet right) or broke, with the exact McNemar test; empty for other metrics."""
+    from eval.stats import BINARY_METRICS, binary_stats
+
+    if metric not in BINARY_METRICS:
+        return ""
+    threshold = BINARY_METRICS[metric]
+    st = binary_stats(scored["npnet"], scored["standard"], threshold=threshold)
+    std_ok, gold_ok = (scored["standard"] > threshold), (scored["npnet"] > threshold)
+    rescued = scored.loc[gold_ok & ~std_ok, "seed"].tolist()
+    broken = scored.loc[std_ok & ~gold_ok, "seed"].tolist()
+    return (
+        f"**Correct ({metric} > {threshold})**: standard {int(std_ok.sum())} of {len(scored)}, NPNet "
+        f"{int(gold_ok.sum())} — **{st['rescued']} rescued** {rescued or ''}, **{st['broken']} broken** "
+        f"{broken or ''} (exact McNemar p = {st['mcnemar_p']:.3g}).\n\n"
     )
 
 
