@@ -15,7 +15,8 @@ import argparse
 import importlib
 import sys
 
-from cli.common import OneLineParser, run_command
+from cli.common import run_command
+from npnet.errors import OneLineParser
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("cli.generate", "standard / golden / inversion images for a prompt and seed"),

@@ -16,26 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+from npnet.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, OneLineParser, one_line
 
 
 class RunFailed(RuntimeError):
     """The command ran but produced nothing usable (e.g. every sample failed): exit status 1."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose usage errors are one line on stderr (exit status 2), not the usage block."""
-
-    def error(self, message: str):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see --help)\n")
-
-
-def one_line(text: object) -> str:
-    """``text`` on a single line (a message's own line breaks become '; ')."""
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return "; ".join(lines)
 
 
 def describe(err: BaseException) -> str:

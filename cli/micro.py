@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from cli.common import OneLineParser, positive_int, run_command, whole_number
+from cli.common import positive_int, run_command, whole_number
+from npnet.errors import OneLineParser
 
 
 def _train(args: argparse.Namespace) -> None:

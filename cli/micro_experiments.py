@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli.common import OneLineParser, positive_int, run_command, seed_list, whole_number
+from cli.common import positive_int, run_command, seed_list, whole_number
 from cli.micro_stages import (
     VARIANTS,
     StageSettings,
@@ -41,6 +41,7 @@ from cli.micro_stages import (
 from eval.report import run_rows
 from npnet.checkpoints import load_npnet
 from npnet.diffusion.presets import get_model_preset
+from npnet.errors import OneLineParser
 from npnet.io import atomic_write_json, atomic_write_text
 from npnet.worlds.micro.pipeline import NPNET_FILE
 

@@ -28,12 +28,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from cli.common import OneLineParser, run_command
+from cli.common import run_command
 from eval.stats import accuracy_ci, binary_stats
 from npnet.checkpoints import load_npnet
 from npnet.data.dataset import NoisePairDataset
 from npnet.diffusion.sampling import denoise, encode_prompt, with_scheduler
 from npnet.engine import GenerationRequest, GoldenNoiseService
+from npnet.errors import OneLineParser
 from npnet.io import atomic_write_json, atomic_write_text
 from npnet.worlds.micro.grammar import heldout_captions
 from npnet.worlds.micro.verifier import MicroVerifier

@@ -16,20 +16,7 @@ import argparse
 import logging
 import sys
 
-from npnet.errors import UserError
-
-EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one line on stderr (exit status 2) instead of the usage block."""
-
-    def error(self, message: str):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {_one_line(message)} (see --help)\n")
-
-
-def _one_line(text: object) -> str:
-    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+from npnet.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, OneLineParser, UserError, one_line
 
 
 def _csv(kind=str):
@@ -184,7 +171,7 @@ def report_main(args: argparse.Namespace):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="python -m eval", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m eval", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_run_parser(subparsers)
     add_report_parser(subparsers)
@@ -207,12 +194,12 @@ def cli_main(argv=None) -> int:
     except KeyboardInterrupt:
         return _say("interrupted", EXIT_INTERRUPTED)
     except ValueError as err:  # UserError and other bad values
-        return _say(f"error: {_one_line(err)}", EXIT_USAGE)
+        return _say(f"error: {one_line(err)}", EXIT_USAGE)
     except OSError as err:
         text = f"{err.strerror}: {err.filename}" if err.strerror and err.filename is not None else str(err)
-        return _say(f"error: {_one_line(text) or type(err).__name__}", EXIT_FAILURE)
+        return _say(f"error: {one_line(text) or type(err).__name__}", EXIT_FAILURE)
     failure = getattr(result, "failure", None)
-    return _say(f"error: {_one_line(failure)}", EXIT_FAILURE) if failure else 0
+    return _say(f"error: {one_line(failure)}", EXIT_FAILURE) if failure else 0
 
 
 def _say(line: str, status: int) -> int:

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from npnet.diffusion.loading import unavailable_reason
 from npnet.diffusion.presets import MODEL_PRESETS, hub_offline
-from npnet.errors import UserError
+from npnet.errors import OneLineParser, UserError
 from npnet.paths import PROJECT_ROOT
 
 OFFLINE_FALLBACK = "tiny-sdxl"
@@ -125,13 +125,6 @@ def _auth(value: str) -> tuple[str, str]:
     if not sep or not user or not password:
         raise argparse.ArgumentTypeError("--auth must be USER:PASS")
     return user, password
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one line on stderr (exit status 2), not the usage block."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _positive_int(text: str) -> int:
