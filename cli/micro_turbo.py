@@ -1,13 +1,16 @@
 """``python -m cli micro-turbo``: golden noise at the few-step micro preset, against honest controls.
 
     python -m cli micro-turbo evaluate --npnet assets/micro/npnet-turbo.safetensors --out assets/micro/turbo
+    python -m cli micro-turbo evaluate --npnet assets/micro/npnet-turbo.safetensors --steps 4 --out assets/micro/turbo/steps-4
     python -m cli micro-turbo agreement --data runs/micro_turbo/npd --npnet runs/micro_turbo/npnet/best/npnet.safetensors
+    python -m cli micro-turbo ablations --data runs/micro_turbo/npd --runs runs/micro_turbo/ablations --out assets/micro/turbo/ablations
 
 ``evaluate`` scores, on the held-out captions x seeds (never used to choose anything), with the micro
 verifier (correct iff score > 0.5), per (caption, seed):
 
-* standard: x_T at the preset's settings (5 DDIM steps, trailing); standard +1 step (compute-matched:
-  one NPNet forward costs about one micro UNet step);
+* standard: x_T at the preset's settings (5 DDIM steps, trailing; ``--steps`` for the steps curve, the same
+  NPNet at every step count); standard +1 step (compute-matched: one NPNet forward costs about one micro
+  UNet step);
 * inversion: x'_T by re-denoise sampling at the preset's w_l (NPNet's teacher and upper bound);
 * npnet: NPNet(x_T, c);
 * random-direction: x_T + r ||NPNet(x_T) - x_T|| / ||r||, r Gaussian (seeded): the same change norm,
@@ -15,7 +18,8 @@ verifier (correct iff score > 0.5), per (caption, seed):
 * scaled-noise: x_T ||NPNet(x_T)|| / ||x_T||: the NPNet's norm, x_T's direction.
 
 Accuracy with prompt-clustered CIs, rescued/broken vs standard and exact McNemar tests come from
-``eval.stats.binary_stats``; every per-sample score is written to ``rows.csv``.
+``eval.stats.binary_stats``; every per-sample score is written to ``rows.csv``. ``ablations`` (Table 4's
+rows: no SVD branch, no residual branch, with / without data selection) lives in ``cli.micro_ablations``.
 """
 
 from __future__ import annotations
@@ -29,9 +33,16 @@ import pandas as pd
 import torch
 
 from cli.common import run_command
+from cli.micro_ablations import (
+    ablation_config,
+    ablation_markdown,
+    add_ablation_parser,
+    run_ablations,
+    validation_agreement,
+)
 from eval.stats import accuracy_ci, binary_stats
 from npnet.checkpoints import load_npnet
-from npnet.data.dataset import NoisePairDataset
+from npnet.diffusion.presets import get_model_preset
 from npnet.diffusion.sampling import denoise, encode_prompt, with_scheduler
 from npnet.engine import GenerationRequest, GoldenNoiseService
 from npnet.errors import OneLineParser
@@ -52,9 +63,12 @@ def control_latents(x: torch.Tensor, golden: torch.Tensor, seed: int) -> dict[st
     }
 
 
-def score_sample(service: GoldenNoiseService, verifier, prompt: str, seed: int, npnet: str) -> dict[str, float]:
-    """Every arm's verifier score for one (caption, seed)."""
-    request = GenerationRequest(MODEL, prompt, seed=seed, methods=("standard", "inversion", "npnet"), npnet=npnet)
+def score_sample(
+    service: GoldenNoiseService, verifier, prompt: str, seed: int, npnet: str, steps: int | None = None
+) -> dict[str, float]:
+    """Every arm's verifier score for one (caption, seed); ``steps`` None: the preset's."""
+    methods = ("standard", "inversion", "npnet")
+    request = GenerationRequest(MODEL, prompt, seed=seed, steps=steps, methods=methods, npnet=npnet)
     result = service.generate(request)
     s = result.settings
     extra = control_latents(result.latents["standard"], result.latents["npnet"], seed)
@@ -65,22 +79,41 @@ def score_sample(service: GoldenNoiseService, verifier, prompt: str, seed: int, 
                               s["width"], s["height"], seed=seed)  # fmt: skip
         plus_one, _ = denoise(view, embeds, result.latents["standard"], s["steps"] + 1, s["guidance_scale"],
                               s["width"], s["height"], seed=seed)  # fmt: skip
-    images = [result.images["standard"], plus_one[0], result.images["inversion"], result.images["npnet"], *controls]
+    images = [
+        result.images["standard"],
+        plus_one[0],
+        result.images["inversion"],
+        result.images["npnet"],
+        *controls,
+    ]
     return dict(zip(ARMS, verifier.score(images, [prompt] * len(images)).tolist()))
 
 
-def evaluate(npnet: str, out: Path, seeds: tuple[int, ...], limit: int | None) -> dict:
+def evaluate(
+    npnet: str, out: Path, seeds: tuple[int, ...], limit: int | None, steps: int | None = None
+) -> dict:
     captions = heldout_captions()[:limit] if limit else heldout_captions()
     service, verifier = GoldenNoiseService(device="cpu", offline=True, progress=False), MicroVerifier()
     rows = [
-        {"prompt_index": p, "prompt": caption, "seed": seed, **score_sample(service, verifier, caption, seed, npnet)}
+        {
+            "prompt_index": p,
+            "prompt": caption,
+            "seed": seed,
+            **score_sample(service, verifier, caption, seed, npnet, steps),
+        }  # fmt: skip
         for p, caption in enumerate(captions)
         for seed in seeds
     ]
     frame = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "rows.csv", frame.to_csv(index=False))
-    results = summarize_arms(frame) | {"npnet": npnet, "seeds": list(seeds), "captions": len(captions)}
+    steps = steps or get_model_preset(MODEL).steps
+    results = summarize_arms(frame) | {
+        "npnet": npnet,
+        "seeds": list(seeds),
+        "captions": len(captions),
+        "steps": steps,
+    }
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "results.md", markdown(results))
     return results
@@ -95,13 +128,16 @@ def summarize_arms(frame: pd.DataFrame) -> dict:
         arms[arm] = {"accuracy": acc, "ci": [low, high]}
         if arm != "standard":
             arms[arm]["vs_standard"] = binary_stats(frame[arm], frame["standard"], clusters=clusters)
-    arms["npnet"]["vs_random_direction"] = binary_stats(frame["npnet"], frame["random-direction"], clusters=clusters)
+    arms["npnet"]["vs_random_direction"] = binary_stats(
+        frame["npnet"], frame["random-direction"], clusters=clusters
+    )
     return {"pairs": len(frame), "arms": arms}
 
 
 def markdown(results: dict) -> str:
     lines = [
-        f"# micro-turbo: {results['captions']} held-out captions x seeds {results['seeds']} = {results['pairs']} samples\n",
+        f"# micro-turbo, {results.get('steps', 5)} steps: {results['captions']} held-out captions x seeds "
+        f"{results['seeds']} = {results['pairs']} samples\n",
         "| arm | accuracy [95% CI] | rescued / broken vs standard | McNemar p | gain pp [95% CI] |",
         "|---|---|---|---|---|",
     ]
@@ -122,20 +158,10 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-@torch.no_grad()
 def agreement(data: str, npnet: str, val_fraction: float = 0.1, seed: int = 0) -> dict:
     """On the NPD's validation pairs (all, kept or not): cosine and explained energy of NPNet(x_T) - x_T
     against the re-denoise change x'_T - x_T (the issue's measure of whether NPNet learned its target)."""
-    pairs = NoisePairDataset(data, split="val", val_fraction=val_fraction, seed=seed, select=False)
-    net = load_npnet(npnet)
-    x, xp, cond = (torch.stack(t) for t in zip(*(pairs[i] for i in range(len(pairs)))))  # (N, 4, h, w) x2, (N, 77, D)
-    want, got = (xp - x).flatten(1), (net(x, cond) - x).flatten(1)  # (N, 4*h*w)
-    return {
-        "pairs": len(pairs),
-        "cosine_mean": float(torch.nn.functional.cosine_similarity(got, want, dim=1).mean()),
-        "explained_energy": float(1 - (got - want).square().sum() / want.square().sum()),
-        "norm_ratio": float(got.norm(dim=1).mean() / want.norm(dim=1).mean()),
-    }
+    return validation_agreement(data, load_npnet(npnet), val_fraction, seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,20 +173,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, help="results folder (rows.csv, results.json, results.md)")
     ev.add_argument("--seeds", default="0,1,2", help="comma list (default 0,1,2)")
     ev.add_argument("--limit", type=int, default=None, help="first N held-out captions")
+    ev.add_argument("--steps", type=int, default=None, help="sampling steps (default: the preset's 5)")
     ag = sub.add_parser("agreement", help="NPNet(x_T) - x_T vs x'_T - x_T on the NPD's validation pairs")
     ag.add_argument("--data", required=True)
     ag.add_argument("--npnet", required=True)
     ag.add_argument("--val-fraction", type=float, default=0.1)
+    add_ablation_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
+    if args.command == "ablations":
+        return run_command(lambda: print(ablation_markdown(run_ablations(ablation_config(args)))))
     if args.command == "agreement":
         return run_command(lambda: print(json.dumps(agreement(args.data, args.npnet, args.val_fraction))))
     seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
-    return run_command(lambda: print(markdown(evaluate(args.npnet, Path(args.out), seeds, args.limit))))
+    return run_command(
+        lambda: print(markdown(evaluate(args.npnet, Path(args.out), seeds, args.limit, args.steps)))
+    )
 
 
 if __name__ == "__main__":

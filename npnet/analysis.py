@@ -222,3 +222,19 @@ def analyze_latents(latents: dict, reference: str = REFERENCE, bins: int = 40) -
         residual_stats={n: noise_stats(residuals[n], ref) for n in others},
         histograms={n: residual_histogram(residuals[n], bins=bins) for n in others},
     )
+
+
+def change_agreement(x: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor) -> dict[str, float]:
+    """How well NPNet's change NPNet(x_T) - x_T reproduces the re-denoise change x'_T - x_T (Eq. 8's target).
+
+    ``x``, ``target``, ``predicted``: (N, 4, h, w). Returns the mean per-sample cosine of the two changes,
+    the explained energy 1 - ||pred - want||^2 / ||want||^2 over all samples, and the mean norm ratio.
+    """
+    want = (target - x).flatten(1).double()  # (N, 4*h*w)
+    got = (predicted - x).flatten(1).double()  # (N, 4*h*w)
+    return {
+        "pairs": int(x.shape[0]),
+        "cosine_mean": float(torch.nn.functional.cosine_similarity(got, want, dim=1).mean()),
+        "explained_energy": float(1 - (got - want).square().sum() / want.square().sum()),
+        "norm_ratio": float(got.norm(dim=1).mean() / want.norm(dim=1).mean()),
+    }
