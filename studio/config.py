@@ -108,16 +108,19 @@ def resolve_offline(config: LaunchConfig) -> bool:
     return hub_offline() or not hub_reachable()
 
 
-def micro_available() -> bool:
-    """The micro world's shipped generator and NPNet exist."""
-    return unavailable_reason(MODEL_PRESETS["micro"]) is None
+OFFLINE_DEFAULTS = ("micro-turbo", "micro")  # few steps, where golden noise rescues seeds; then 20 steps
+
+
+def micro_available(name: str = "micro") -> bool:
+    """The micro world's shipped generator and the preset's NPNet exist."""
+    return unavailable_reason(MODEL_PRESETS[name]) is None
 
 
 def default_model(offline: bool, has_gpu: bool) -> str:
-    """SDXL with the official NPNet on a GPU with hub access; else the micro world (or tiny-sdxl)."""
+    """SDXL with the official NPNet on a GPU with hub access; else micro-turbo (then micro, then tiny-sdxl)."""
     if has_gpu and not offline:
         return ONLINE_DEFAULT
-    return "micro" if micro_available() else OFFLINE_FALLBACK
+    return next((name for name in OFFLINE_DEFAULTS if micro_available(name)), OFFLINE_FALLBACK)
 
 
 def _auth(value: str) -> tuple[str, str]:

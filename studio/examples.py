@@ -7,6 +7,13 @@ MICRO_EXAMPLES = (
     ("three green squares", 1),
     ("a yellow circle above a red triangle", 2),
 )
+# held-out (caption, seed) pairs that standard 5-step sampling gets wrong and the shipped micro-turbo NPNet
+# gets right (from assets/micro/turbo/rows.csv; tests/test_micro_turbo.py re-checks them)
+MICRO_TURBO_EXAMPLES = (
+    ("a red circle to the left of a blue circle", 0),
+    ("two yellow triangles", 1),
+    ("a green square above a red square", 1),
+)
 GENERAL_EXAMPLES = (
     ("a red fox sitting in fresh snow at dawn, soft light", 0),
     ("three glass bottles on a wooden shelf, studio photo", 1),
@@ -16,4 +23,6 @@ GENERAL_EXAMPLES = (
 
 def example_prompts(model: str) -> list[tuple[str, int]]:
     """(prompt, seed) examples suited to ``model``: grammar captions for the micro world, else scenes."""
+    if model == "micro-turbo":
+        return list(MICRO_TURBO_EXAMPLES)
     return list(MICRO_EXAMPLES if model.startswith("micro") else GENERAL_EXAMPLES)

@@ -153,9 +153,9 @@ class StudioService:
         if self.offline and not self.has_gpu:
             why = "no GPU and no model hub access"
         what = (
-            "the **micro world**: a small SDXL-class pipeline trained on procedural shapes, with its own "
-            "trained NPNet and a rule-based verifier as the metric"
-            if preset.name == "micro"
+            f"the **micro world** (`{preset.name}`: {preset.description}): a small SDXL-class pipeline trained "
+            "on procedural shapes, with its own trained NPNet and a rule-based verifier as the metric"
+            if self.is_micro(preset.name)
             else f"**{preset.name}**, a random-weight pipeline for plumbing (its images are noise)"
         )
         return (

@@ -16,6 +16,7 @@ from studio.config import LaunchConfig, build_parser, config_from_args, default_
 ROOT = Path(__file__).resolve().parents[1]
 WORKDIRS: list[Path] = []  # the running app's folder (its --runs-dir is WORKDIRS[0] / "runs")
 MICRO_FILES = ("assets/micro/generator/model_index.json", "assets/micro/npnet.safetensors")
+TURBO_NPNET = "assets/micro/npnet-turbo.safetensors"
 
 
 def _pixels(path: str) -> np.ndarray:
@@ -56,22 +57,34 @@ def _generate(client, model, prompt="a red circle", seed=5, width=64, height=64,
 
 
 def test_offline_default_model_is_served(model):
-    """The running app's default follows the disk: the micro world iff its generator and NPNet ship."""
-    shipped = all((ROOT / rel).is_file() for rel in MICRO_FILES)
-    assert model == ("micro" if shipped else "tiny-sdxl")
+    """The running app's default follows the disk: micro-turbo, else micro, iff their files ship."""
+    turbo = all((ROOT / rel).is_file() for rel in (*MICRO_FILES[:1], TURBO_NPNET))
+    micro = all((ROOT / rel).is_file() for rel in MICRO_FILES)
+    assert model == ("micro-turbo" if turbo else "micro" if micro else "tiny-sdxl")
 
 
-@pytest.mark.parametrize("present", [(), MICRO_FILES[:1], MICRO_FILES[1:], MICRO_FILES])
-def test_default_model_needs_both_micro_files_offline_and_sdxl_online_on_gpu(monkeypatch, tmp_path, present):
+@pytest.mark.parametrize(
+    "present, expected",
+    [
+        ((), "tiny-sdxl"),
+        (MICRO_FILES[:1], "tiny-sdxl"),
+        (MICRO_FILES[1:], "tiny-sdxl"),
+        (MICRO_FILES, "micro"),
+        ((MICRO_FILES[0], TURBO_NPNET), "micro-turbo"),
+        ((*MICRO_FILES, TURBO_NPNET), "micro-turbo"),
+    ],
+)
+def test_default_model_follows_the_shipped_files_offline_and_is_sdxl_online_on_gpu(
+    monkeypatch, tmp_path, present, expected
+):
     import npnet.paths
 
     for rel in present:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
     monkeypatch.setattr(npnet.paths, "PROJECT_ROOT", tmp_path)  # a checkout holding only ``present``
-    offline_default = "micro" if present == MICRO_FILES else "tiny-sdxl"
     for offline, has_gpu in [(True, False), (True, True), (False, False)]:
-        assert default_model(offline=offline, has_gpu=has_gpu) == offline_default
+        assert default_model(offline=offline, has_gpu=has_gpu) == expected
     assert default_model(offline=False, has_gpu=True) == "sdxl"
 
 

@@ -53,3 +53,15 @@ def test_shipped_table_is_recomputed_from_its_rows():
             vs = results["arms"][arm]["vs_standard"]
             assert vs["rescued"] == int((correct[arm] & ~correct["standard"]).sum())
             assert vs["broken"] == int((~correct[arm] & correct["standard"]).sum())
+
+
+def test_app_examples_are_seeds_the_shipped_npnet_rescues():
+    """The Generate tab opens on micro-turbo examples where standard noise fails and golden noise succeeds."""
+    from npnet.worlds.micro.verifier import MicroVerifier
+    from studio.examples import example_prompts
+
+    service, verifier = GoldenNoiseService(device="cpu", offline=True, progress=False), MicroVerifier()
+    for prompt, seed in example_prompts("micro-turbo"):
+        result = service.generate(GenerationRequest("micro-turbo", prompt, seed=seed, methods=("standard", "npnet")))
+        standard, golden = verifier.score([result.images["standard"], result.images["npnet"]], [prompt] * 2).tolist()
+        assert standard <= 0.5 < golden, (prompt, seed, standard, golden)
