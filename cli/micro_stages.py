@@ -54,7 +54,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 @dataclass(frozen=True)
 class StageSettings:
-    """Settings shared by the stages of one micro NPNet experiment (paper App. D.1 scaled to the micro world)."""
+    """Settings shared by the stages of one micro NPNet experiment (paper App. A.5 scaled to the micro world)."""
 
     run: str
     generator: str | None = None  # pipeline folder; default assets/micro/generator
@@ -214,6 +214,7 @@ def train_config(settings: StageSettings, variant: str, epochs: int | None = Non
         seed=settings.train_seed,
         margin=settings.train_margin,
         device="cpu" if settings.device == "cpu" else "auto",
+        init="random",  # the micro NPNet's reduced Swin has no ImageNet weights (and the world is offline)
         **train_changes,
     )
 

@@ -37,7 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--no-select", action="store_true", help="train on every pair (no data selection)")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument(
-        "--init", default=d.init, help="random | imagenet (downloads timm Swin-T) | NPNet checkpoint path/id"
+        "--init",
+        default=d.init,
+        help="auto (default: imagenet where the weights exist, i.e. the sdxl/dit presets; random for the "
+        "reduced Swins of micro/tiny) | imagenet (paper App. A.4: timm's ImageNet Swin-T, "
+        "timm/swin_tiny_patch4_window7_224.ms_in1k) | random (e.g. offline without those weights) | "
+        "NPNet checkpoint path/id (fine-tuning)",
     )
     parser.add_argument(
         "--batch-prompt",

@@ -22,11 +22,15 @@ from npnet.checkpoints import save_npnet
 from npnet.data.collect import CollectConfig, collect
 from npnet.errors import UserError
 from npnet.training.state import read_step_losses
-from npnet.training.train import TrainConfig, train
+from npnet.training.train import TrainConfig, check_init, train
 from studio.form import finite_number, whole_number
 from studio.service import StudioService
 
-INITS = ("fine-tune the model's NPNet", "random")
+# Fine-tuning the model's NPNet is the default (a pretrained start that works offline for every model);
+# "ImageNet Swin-T" is the paper's start from scratch (App. A.4: the SDXL / DiT NPNets only, needs the
+# weights timm/swin_tiny_patch4_window7_224.ms_in1k from the hub or its cache); "random" needs nothing.
+INITS = ("fine-tune the model's NPNet", "ImageNet Swin-T (paper, from scratch)", "random")
+_TRAIN_INIT = {INITS[1]: "imagenet", INITS[2]: "random"}
 
 
 class TrainingStopped(Exception):
@@ -110,7 +114,7 @@ def plan_training(service: StudioService, form: TrainForm, session: str) -> Trai
     fine_tune = form.init == INITS[0]
     train_config = TrainConfig(
         data=collect_config.out, out=str(out), preset=None if fine_tune else service.preset(form.model).npnet_preset,
-        init=str(out / "init" / "npnet.safetensors") if fine_tune else "random",
+        init=str(out / "init" / "npnet.safetensors") if fine_tune else _TRAIN_INIT[form.init],
         device="cpu" if service.engine.device.type == "cpu" else "auto",
         epochs=whole_number("epochs", form.epochs, 1), batch_size=whole_number("batch size", form.batch_size, 1),
         lr=finite_number("learning rate", form.lr), val_fraction=finite_number("validation fraction", form.val_fraction),
@@ -118,6 +122,8 @@ def plan_training(service: StudioService, form: TrainForm, session: str) -> Trai
     )  # fmt: skip
     if fine_tune:
         service.engine.npnet(form.model, npnet)  # a bad checkpoint fails here, before any collection
+    else:
+        check_init(train_config.init, train_config.preset)  # ImageNet weights offline: fails here too
     service.scorer(form.scorer)  # so does a scorer that cannot run here
     return TrainPlan(out, prompts, collect_config, train_config, npnet)
 
@@ -142,7 +148,7 @@ def collect_pairs(service: StudioService, plan: TrainPlan, on_sample=None):
 
 def save_init(service: StudioService, plan: TrainPlan) -> None:
     """Save the NPNet to fine-tune (the preset's or the chosen one) as the run's start point."""
-    if plan.train.init != "random":
+    if plan.train.init not in _TRAIN_INIT.values():
         save_npnet(service.engine.npnet(plan.collect.model, plan.init_npnet), plan.train.init)
 
 

@@ -178,7 +178,7 @@ def test_without_the_embedding_cache_training_encodes_prompts_with_the_model(ser
         GenerationRequest(model="tiny-sdxl", prompt=PROMPTS[0], steps=2, methods=("standard",))
     )
     torch.testing.assert_close(emb[:1], reference.prompt_embeds)
-    config = TrainConfig(data=str(out), out=str(tmp_path / "ckpt"), preset="tiny", epochs=1, batch_size=2)
+    config = TrainConfig(data=str(out), out=str(tmp_path / "ckpt"), preset="tiny", init="random", epochs=1, batch_size=2)
     result = train(
         dataclasses.replace(config, select=False, val_fraction=0.25), encode_prompts=encode, log=print
     )

@@ -50,7 +50,7 @@ def _learnable(folder, n_prompts=4, per_prompt=12, seed=0):
 
 def test_training_beats_the_identity_baseline_and_checkpoints_reload(tmp_path):
     data = _learnable(tmp_path / "npd")
-    argv = f"--data {data} --out {tmp_path / 'ckpt'} --preset tiny --epochs 3 --batch-size 8 --lr 3e-3"
+    argv = f"--data {data} --out {tmp_path / 'ckpt'} --preset tiny --init random --epochs 3 --batch-size 8 --lr 3e-3"
     args = add_arguments(argparse.ArgumentParser()).parse_args(argv.split() + ["--val-fraction", "0.25"])
     result = main(args)
     first, last = result.history[0], result.history[-1]
@@ -82,7 +82,8 @@ class _Killed(RuntimeError):
 def test_resume_continues_the_same_trajectory(tmp_path):
     data = _learnable(tmp_path / "npd", n_prompts=2, per_prompt=8)
     common = dict(
-        data=str(data), preset="tiny", epochs=4, batch_size=6, lr=2e-3, val_fraction=0.25, device="cpu"
+        data=str(data), preset="tiny", init="random", epochs=4, batch_size=6, lr=2e-3, val_fraction=0.25,
+        device="cpu",
     )
     common.update(batch_prompt="random", seed=7)
     straight = train(TrainConfig(out=str(tmp_path / "a"), **common), log=lambda s: None)
@@ -139,7 +140,7 @@ def test_collapse_check_flags_an_output_that_cancels_its_input(tmp_path):
 def test_preset_that_does_not_fit_the_data_is_a_clear_error(tmp_path):
     data = _learnable(tmp_path / "npd", n_prompts=2, per_prompt=4)
     with pytest.raises(ValueError, match="latents are"):
-        train(TrainConfig(data=str(data), out=str(tmp_path / "o"), preset="dit", val_fraction=0.25))
+        train(TrainConfig(data=str(data), out=str(tmp_path / "o"), preset="dit", init="random", val_fraction=0.25))
     with pytest.raises(ValueError, match="unknown batch_prompt"):
         TrainConfig(data="d", out="o", batch_prompt="first")
 
@@ -153,7 +154,7 @@ def test_two_process_ddp_on_cpu(tmp_path):
     data = _learnable(tmp_path / "npd", n_prompts=2, per_prompt=8)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "cli", "train"]
-    cmd += f"--data {data} --out {tmp_path / 'ckpt'} --preset tiny --epochs 2 --batch-size 3".split()
+    cmd += f"--data {data} --out {tmp_path / 'ckpt'} --preset tiny --init random --epochs 2 --batch-size 3".split()
     cmd += "--lr 2e-3 --val-fraction 0.25 --device cpu".split()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -169,7 +170,7 @@ def test_two_process_ddp_on_cpu(tmp_path):
 def _small_run(tmp_path, **changes):
     data = _learnable(tmp_path / "npd", n_prompts=2, per_prompt=4)
     common = dict(
-        data=str(data), out=str(tmp_path / "run"), preset="tiny", epochs=1, batch_size=4, lr=1e-3,
+        data=str(data), out=str(tmp_path / "run"), preset="tiny", init="random", epochs=1, batch_size=4, lr=1e-3,
         val_fraction=0.25, device="cpu",
     )  # fmt: skip
     return {**common, **changes}
@@ -216,7 +217,7 @@ def test_resume_with_nothing_to_resume_says_so_and_starts_a_new_run(tmp_path):
         ("batch_size", 2.5, "batch_size must be an integer >= 1"),
         ("max_grad_norm", float("nan"), "max_grad_norm must be a finite number"),
         ("split_by", "seed", "unknown split_by 'seed'"),
-        ("init", "", "init must be random, imagenet or an NPNet checkpoint"),
+        ("init", "", "init must be auto, imagenet, random or an NPNet checkpoint"),
     ],
 )
 def test_bad_settings_are_refused_when_the_config_is_made(field, value, match):
@@ -246,7 +247,7 @@ def test_init_must_name_a_loadable_checkpoint_checked_before_any_work(tmp_path):
 def test_build_model_is_seeded_but_leaves_the_process_rng_alone():
     torch.manual_seed(5)
     before = torch.get_rng_state()
-    net, note = build_model(TrainConfig(data="d", out="o", preset="tiny", seed=3))
+    net, note = build_model(TrainConfig(data="d", out="o", preset="tiny", init="random", seed=3))
     assert torch.equal(torch.get_rng_state(), before) and note == "random"
     torch.manual_seed(3)  # what build_model did before it forked the RNG: same weights
     expected = NPNet.from_config("tiny")

@@ -1,8 +1,14 @@
-"""NPNet training (paper Alg. 2, Eq. 8-9, App. A.5): AdamW on every parameter incl. alpha and beta.
+"""NPNet training (paper Alg. 2, Eq. 8-9, App. A.5; optimizer as the official solver): AdamW on every
+parameter incl. alpha and beta.
 
 ``python -m cli train --data NPD_DIR --preset sdxl --epochs 30 --batch-size 64 --lr 1e-4 --out CKPT_DIR``
 
-* Loss: MSE(NPNet(x_T, c), x'_T) (Eq. 8 with the prediction of Eq. 9); alpha and beta start at 0.
+* Loss: MSE(NPNet(x_T, c), x'_T) (Eq. 8 with the prediction of Eq. 9 as released: (2 sigmoid(alpha) - 1) e);
+  alpha and beta start at 0.
+* Init: ``init="imagenet"`` (paper App. A.4 and the official code) starts the residual branch's Swin-T
+  from timm's ImageNet weights (``npnet.training.pretrained``: offline without them in the cache it is a
+  UserError naming them and ``--init random``). The default ``"auto"`` takes them wherever they exist (the
+  SDXL / DiT NPNets) and a random init for the reduced Swins of the micro / tiny presets.
 * Conditioning: by default every sample is conditioned on its **own** prompt embedding.
   ``batch_prompt="random"`` is the paper's regulariser "randomly assign one prompt to the whole batch"
   (App. A.5). The official code (``encode_prompt(prompt=prompt[0])`` on a shuffled batch) does exactly
@@ -49,6 +55,7 @@ from npnet.data.dataset import NoisePairDataset
 from npnet.errors import UserError
 from npnet.io import atomic_write_json
 from npnet.model import NPNET_PRESETS, NPNet, NPNetConfig
+from npnet.training.pretrained import check_architecture, check_imagenet, has_imagenet_weights, imagenet_npnet
 from npnet.training.state import (
     check_resume_config,
     finished_run,
@@ -61,12 +68,13 @@ from npnet.training.state import (
 
 BATCH_PROMPT = ("own", "random")
 LR_SCHEDULES = ("constant", "cosine")
-INITS = ("random", "imagenet")
+INITS = ("auto", "imagenet", "random")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings of one training run (App. A.5 defaults: 30 epochs, batch 64, AdamW lr 1e-4)."""
+    """Settings of one training run: 30 epochs, batch 64 (App. A.5), AdamW lr 1e-4 (the official solver;
+    the paper names no optimizer), Swin-T from ImageNet (App. A.4)."""
 
     data: str
     out: str
@@ -83,7 +91,8 @@ class TrainConfig:
     margin: float | None = None  # re-apply s_0 + m < s'_0; None: the collection's decision
     select: bool = True  # False: train on every pair ("w/o data selection")
     seed: int = 0
-    init: str = "random"  # "random" | "imagenet" | checkpoint path, hub id or npnet.checkpoints name
+    init: str = "auto"  # "auto": "imagenet" (App. A.4) where the Swin has ImageNet weights, else "random";
+    # "imagenet" | "random" | an NPNet checkpoint (path, hub id, name)
     batch_prompt: str = "own"  # "own" | "random" (paper's regulariser)
     device: str = "auto"  # "auto" (accelerate's device for this process) | "cpu"
     num_workers: int = 0
@@ -107,6 +116,8 @@ class TrainConfig:
             raise UserError(f"init must be {', '.join(INITS)} or an NPNet checkpoint; got {self.init!r}")
         if self.preset is None and self.init in INITS:
             raise UserError("preset=None needs init=<checkpoint> to take the architecture from")
+        if self.init == "imagenet":
+            check_architecture(_preset_config(self.preset))
         whole = (("epochs", 1), ("batch_size", 1), ("warmup_steps", 0), ("num_workers", 0), ("seed", 0))
         for name, low in whole:
             value = getattr(self, name)
@@ -148,13 +159,29 @@ class TrainResult:
     net: NPNet
 
 
+def _preset_config(preset: str | NPNetConfig) -> NPNetConfig:
+    return NPNET_PRESETS[preset] if isinstance(preset, str) else preset
+
+
+def resolve_init(init: str, preset: str | NPNetConfig | None) -> str:
+    """``"auto"`` -> ``"imagenet"`` where the preset's Swin is the standard Swin-T that has ImageNet
+    weights (the SDXL and DiT NPNets), else ``"random"`` (the reduced Swins of the micro / tiny presets)."""
+    if init != "auto" or preset is None:
+        return init
+    return "imagenet" if has_imagenet_weights(_preset_config(preset)) else "random"
+
+
 # -- checks before any work -------------------------------------------------------------------------
-def check_init(init: str) -> NPNetConfig | None:
+def check_init(init: str, preset: str | NPNetConfig | None = None) -> NPNetConfig | None:
     """The architecture of the ``init`` checkpoint (None for "random" / "imagenet"), from its header.
 
     Cheap (no network is built; a safetensors file's tensors are not read): the app calls it before
-    collecting. A UserError names the input when it is not a loadable NPNet checkpoint.
+    collecting. A UserError names the input when it is not a loadable NPNet checkpoint; for "imagenet"
+    with ``preset``, when the pretrained Swin-T does not fit it or the hub is offline without it cached.
     """
+    init = resolve_init(init, preset)
+    if init == "imagenet" and preset is not None:
+        check_imagenet(_preset_config(preset))
     if init in INITS:
         return None
     try:
@@ -184,8 +211,8 @@ def check_out(config: TrainConfig) -> int | None:
 
 def check_before_training(config: TrainConfig) -> NPNetConfig | None:
     """Every check ``train`` makes before any work: the out folder (``check_out``) and ``check_init``."""
-    check_out(config)
-    return check_init(config.init)
+    resumable = check_out(config)
+    return check_init(config.init, None if resumable else config.preset)
 
 
 # -- model ---------------------------------------------------------------------------------------
@@ -198,12 +225,18 @@ def build_model(config: TrainConfig) -> tuple[NPNet, str]:
         return _seeded_model(config)
 
 
-def _seeded_model(config: TrainConfig) -> tuple[NPNet, str]:
-    """``build_model`` on the current (already forked) RNG: seeds it with ``config.seed`` first."""
+def _seeded_model(config: TrainConfig, resuming: bool = False) -> tuple[NPNet, str]:
+    """``build_model`` on the current (already forked) RNG: seeds it with ``config.seed`` first.
+
+    ``resuming``: ``last/`` replaces every weight, so an "imagenet" run is rebuilt without the download.
+    """
     torch.default_generator.manual_seed(config.seed)  # the weights are built on the CPU
-    preset = NPNET_PRESETS[config.preset] if isinstance(config.preset, str) else config.preset
-    if config.init in INITS:
-        return NPNet.from_config(preset, init=config.init), config.init
+    preset = None if config.preset is None else _preset_config(config.preset)
+    init = resolve_init(config.init, preset)
+    if init == "imagenet" and not resuming:
+        return imagenet_npnet(preset), "imagenet" if config.init == init else f"imagenet ({config.init})"
+    if init in INITS:
+        return NPNet.from_config(preset), init if config.init == init else f"{init} ({config.init})"
     source = load_npnet(config.init)
     if preset is None:
         return source, f"checkpoint {config.init}"
@@ -375,7 +408,7 @@ def train(
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
     resumable = check_out(config)
-    check_init(config.init)
+    check_init(config.init, None if resumable else config.preset)  # a resumed run loads last/, not ImageNet
     # find_unused_parameters: the SVD branch's BatchNorm is in the released weights but unused (and
     # beta is unused without the residual branch), which plain DDP rejects.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
@@ -390,7 +423,7 @@ def train(
 def _train(config: TrainConfig, acc, encode_prompts, callback, log) -> TrainResult:
     out = Path(config.out)
     train_set, val_set = _datasets(config)
-    net, init_note = _seeded_model(config)
+    net, init_note = _seeded_model(config, resuming=config.resume and finished_run(out) is not None)
     check_data(net, train_set[0])
     net.to(acc.device).train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -447,7 +480,7 @@ def _train_epoch(acc, model, optimizer, scheduler, loader, gen, config, encode_p
     for x, xp, cond in loader:
         x, xp = x.to(acc.device), xp.to(acc.device)  # (B, 4, h, w)
         cond = batch_condition(cond, config.batch_prompt, gen, encode_prompts).to(acc.device)
-        loss = F.mse_loss(model(x, cond).float(), xp)  # Eq. 8 with the prediction of Eq. 9
+        loss = F.mse_loss(model(x, cond).float(), xp)  # Eq. 8 with Eq. 9 as released: (2σ(α)−1)·e
         acc.backward(loss)
         if config.max_grad_norm > 0:
             acc.clip_grad_norm_(model.parameters(), config.max_grad_norm)
