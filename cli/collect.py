@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--redenoise-steps", type=int, default=None, help="DDIM step size 1000/N (default: the sampling schedule)"
     )
+    parser.add_argument(
+        "--redenoise-solver",
+        choices=("ddim", "dpmsolver"),
+        default=None,
+        help="ddim | dpmsolver (default: the model preset's; dreamshaper-xl-v2-turbo: dpmsolver, App. A.5)",
+    )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--out", required=True, help="NPD output folder (resumes when it exists)")
     return parser
@@ -81,6 +87,7 @@ def collect_config(args: argparse.Namespace) -> CollectConfig:
         redenoise_mode=args.redenoise_mode,
         redenoise_cfg=args.redenoise_cfg,
         redenoise_steps=args.redenoise_steps,
+        redenoise_solver=args.redenoise_solver,
         scorer_name=args.scorer,
     )
 

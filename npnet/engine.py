@@ -36,7 +36,7 @@ from npnet.diffusion.loading import (
     unavailable_reason,
 )
 from npnet.diffusion.presets import MODEL_PRESETS, ModelPreset, hub_offline, resolve_model
-from npnet.diffusion.redenoise import REDENOISE_MODES, first_timestep, redenoise_trace
+from npnet.diffusion.redenoise import REDENOISE_MODES, check_solver, first_timestep, redenoise_trace
 from npnet.diffusion.sampling import (
     PromptEmbeds,
     check_prompt,
@@ -78,6 +78,7 @@ class GenerationRequest:
     redenoise_mode: str = "correct"  # "correct" | "official" (see npnet.diffusion.redenoise)
     redenoise_steps: int | None = None  # DDIM step size 1000/N; default: the sampling steps (its schedule)
     redenoise_guidance_scale: float | None = None  # w_l of the DDIM step; default: the sampling CFG
+    redenoise_solver: str | None = None  # "ddim" | "dpmsolver"; default: the preset's (App. A.5)
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ def resolve_sampling(
     redenoise_steps: int | None = None,
     npnet: str | None = None,
     redenoise_guidance_scale: float | None = None,
+    redenoise_solver: str | None = None,
 ) -> dict[str, Any]:
     """The sampling settings with the preset's defaults filled in, validated (UserError saying the fix).
 
@@ -222,6 +224,7 @@ def resolve_sampling(
         "npnet": npnet_key(preset, npnet),
         "redenoise_mode": redenoise_mode,
         "redenoise_steps": redenoise_steps,
+        "redenoise_solver": check_solver(redenoise_solver or preset.redenoise_solver),
     }
 
 
@@ -243,6 +246,7 @@ def resolve_settings(request: GenerationRequest, preset: ModelPreset) -> dict[st
         redenoise_steps=request.redenoise_steps,
         npnet=request.npnet,
         redenoise_guidance_scale=request.redenoise_guidance_scale,
+        redenoise_solver=request.redenoise_solver,
     )
     prompt = {"prompt": request.prompt, "negative_prompt": request.negative_prompt, "seed": request.seed}
     return {**sampling, **prompt, "batched": bool(request.batched)}
@@ -590,6 +594,7 @@ class GoldenNoiseService:
                 settings["inversion_guidance_scale"],
                 mode=settings["redenoise_mode"],
                 start=settings["redenoise_start"],
+                solver=settings["redenoise_solver"],
             ).x_prime
             timings["redenoise"] = time.perf_counter() - tick
         return latents, embeds
@@ -691,6 +696,7 @@ class GoldenNoiseService:
                         common["inversion_guidance_scale"],
                         mode=common["redenoise_mode"],
                         start=redenoise_start,
+                        solver=common["redenoise_solver"],
                     ).x_prime
 
                 latents["inversion"] = torch.cat(_in_chunks(inversion, n, per_sample, "re-denoise", pad))

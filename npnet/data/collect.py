@@ -1,7 +1,8 @@
 """Noise prompt dataset collection (paper Alg. 1, Sec. 3.1, App. A.5), resumable and distributed.
 
 For every (prompt, k): x_T from a seed drawn in [0, 1024]; x'_T by re-denoise sampling (one DDIM step
-with CFG w_l, one DDIM-inversion step with w_w); x_0 and x'_0 by full sampling from each; scores s_0
+with CFG w_l, one DDIM-inversion step with w_w; DPM-Solver and its inverse for DreamShaper-xl-v2-turbo,
+App. A.5: the preset's ``redenoise_solver``); x_0 and x'_0 by full sampling from each; scores s_0
 and s'_0 from the scorer; the pair is kept iff s_0 + m < s'_0. Every sample is recorded, kept or not,
 with both scores, so the selection can be changed at read time (``NoisePairDataset(margin=...)``).
 
@@ -96,7 +97,8 @@ def sample_plan(
 
 @dataclass(frozen=True)
 class CollectConfig:
-    """Settings of one collection (paper App. A.5: 10 DDIM steps, CFG w_l for the DDIM step, w_w = 1)."""
+    """Settings of one collection (paper App. A.5: 10 DDIM steps (DreamShaper: 4, DPM-Solver), CFG w_l for
+    the DDIM step, w_w = 1)."""
 
     model: str
     out: str
@@ -115,6 +117,7 @@ class CollectConfig:
     cache_embeds: bool = True
     negative_prompt: str = ""
     redenoise_mode: str = "correct"
+    redenoise_solver: str | None = None  # "ddim" | "dpmsolver"; None: the model preset's (App. A.5)
     scorer_name: str | None = None  # recorded in every row; default: the scorer's ``name``
 
     def __post_init__(self):
@@ -150,6 +153,7 @@ def collection_settings(service, config: CollectConfig, prompts: list[str], scor
         redenoise_steps=config.redenoise_steps,
         redenoise_mode=config.redenoise_mode,
         redenoise_guidance_scale=config.redenoise_cfg,
+        redenoise_solver=config.redenoise_solver,
     )
     return {
         "model": sampling["model"],
@@ -158,6 +162,7 @@ def collection_settings(service, config: CollectConfig, prompts: list[str], scor
         "inversion_cfg": sampling["inversion_guidance_scale"],
         "redenoise_cfg": sampling["redenoise_guidance_scale"],
         "redenoise_steps": sampling["redenoise_steps"],
+        "redenoise_solver": sampling["redenoise_solver"],
         "scheduler": sampling["scheduler"],
         "width": sampling["width"],
         "height": sampling["height"],
@@ -251,6 +256,7 @@ def _request(sample: Sample, settings: dict[str, Any]) -> GenerationRequest:
         redenoise_mode=settings["redenoise_mode"],
         redenoise_steps=settings["redenoise_steps"],
         redenoise_guidance_scale=settings["redenoise_cfg"],
+        redenoise_solver=settings["redenoise_solver"],
     )
 
 
@@ -278,8 +284,8 @@ def _collect_one(
         "embed": embed,
         **{
             k: settings[k]
-            for k in ("model", "steps", "cfg", "redenoise_cfg", "redenoise_steps", "inversion_cfg", "scheduler",
-                      "scorer", "margin")  # fmt: skip
+            for k in ("model", "steps", "cfg", "redenoise_cfg", "redenoise_steps", "redenoise_solver",
+                      "inversion_cfg", "scheduler", "scorer", "margin")  # fmt: skip
         },
     }
     return row, result.latents["standard"], result.latents["inversion"]  # (1, 4, h, w) each

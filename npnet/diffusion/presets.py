@@ -65,6 +65,9 @@ class ModelPreset:
     scheduler_overrides: tuple[tuple[str, Any], ...] = ()  # applied to the loaded scheduler config
     base_scheduler: str | None = None  # scheduler class set at load time (e.g. LCM), else the hub's
     collect_steps: int = 10  # re-denoise/collection steps used by the paper (App. A.5)
+    # re-denoise solver (npnet.diffusion.redenoise): "ddim" (SDXL, Hunyuan-DiT) or "dpmsolver" (App. A.5:
+    # DreamShaper-xl-v2-turbo was collected with a DPMSolver inverse scheduler at 4 steps)
+    redenoise_solver: str = "ddim"
     size_multiple: int = 8
     assets: tuple[str, ...] = ()  # shipped files (``assets/...``) the builder needs
     max_side: int | None = None  # largest image side in px; None: SIDE_LIMIT_FACTOR x the native side
@@ -115,7 +118,9 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
             scheduler="dpm++2m",
             variant="fp16",
             collect_steps=4,
-            description="DreamShaper-xl-v2-turbo (few steps) with the official DreamShaper NPNet",
+            redenoise_solver="dpmsolver",
+            description="DreamShaper-xl-v2-turbo (few steps) with the official DreamShaper NPNet; re-denoise "
+            "with DPM-Solver and its inverse (App. A.5)",
         ),
         ModelPreset(
             name="hunyuan-dit",
