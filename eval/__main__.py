@@ -72,6 +72,13 @@ def add_run_parser(subparsers) -> None:
         "--seeds", type=_seeds, default=None, help="e.g. 0, 0,1,2 or the range 0-7 (inclusive; default 0)"
     )
     p.add_argument(
+        "--seed-scheme",
+        choices=("fixed", "paper"),
+        default=None,
+        help="fixed: every prompt runs with every --seeds seed (default); paper: one seed per prompt drawn "
+        "uniformly in [0, 100] (App. D.5), keyed on each --seeds value (a base seed) and the prompt index",
+    )
+    p.add_argument(
         "--methods",
         type=_csv(),
         default=None,
@@ -128,6 +135,7 @@ def config_from_args(args: argparse.Namespace):
         "column": args.column,
         "limit": args.limit,
         "seeds": args.seeds,
+        "seed_scheme": args.seed_scheme,
         "methods": args.methods,
         "metrics": args.metrics,
         "verifier": args.verifier,

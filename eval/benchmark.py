@@ -6,6 +6,11 @@ Killing a run loses at most the sample in flight; running the same command again
 ``accelerate launch`` / ``torchrun`` each process takes samples ``rank, rank + world, ...`` and
 ``load_rows`` merges the rank files into exactly the single-process table.
 
+Seeds (``seed_scheme``): "fixed" runs every prompt with every seed of ``seeds``; "paper" draws each
+prompt's test seed uniformly in [0, 100] (paper App. D.5 / Table 19), one per base seed b of ``seeds``:
+``numpy.random.default_rng([b, prompt_index]).integers(0, 101)`` (``paper_seed``; repeats within a
+prompt dropped). Rows are keyed by (prompt index, drawn seed, method), so a run resumes either way.
+
 Methods: ``standard``, ``npnet``, ``inversion`` (re-denoise), ``best-of-N`` (N seeds, the first being
 the sample's own, the best by the verifier metric: N generations of compute) and ``npnet+best-of-N``.
 """
@@ -40,6 +45,8 @@ _BON = re.compile(r"^(npnet\+)?best-of-(\d+)$")
 MAX_SEED = 2**63 - 1  # the engine's seeds are in [0, 2**63)
 MAX_SEEDS = 10_000  # seeds in one list: more is a typo, not a benchmark
 _SEED_ITEM = re.compile(r"^([0-9]+)(?:-([0-9]+))?$")
+SEED_SCHEMES = ("fixed", "paper")
+PAPER_SEED_RANGE = (0, 100)  # App. D.5 / Table 19: test seeds per prompt in [0, 100] (inclusive)
 FAILURE_PREFIX = 40  # characters of an error message that make two failures "the same kind"
 # Settings that change the images: a resumed run must agree on them.
 GENERATION_FIELDS = (
@@ -68,7 +75,8 @@ class BenchmarkConfig:
     out: str
     limit: int | None = None
     column: str | None = None
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = (0,)  # "fixed": the seeds; "paper": base seeds of the per-prompt draws
+    seed_scheme: str = "fixed"  # "fixed" | "paper" (one seed per prompt and base seed, in [0, 100])
     methods: tuple[str, ...] = ("standard", "npnet")
     metrics: tuple[str, ...] = ("hpsv2",)
     verifier: str | None = None  # best-of-N selection metric; default: the first metric
@@ -163,12 +171,32 @@ def _validate_seeds(seeds) -> None:
         raise UserError(f"seeds repeat: {repeated[:5]}; list each seed once")
 
 
+def paper_seed(base: int, prompt_index: int) -> int:
+    """The paper scheme's test seed of one prompt: uniform in [0, 100], keyed on (base, prompt index)."""
+    import numpy as np
+
+    low, high = PAPER_SEED_RANGE
+    return int(np.random.default_rng([int(base), int(prompt_index)]).integers(low, high + 1))
+
+
+def prompt_seeds(config: BenchmarkConfig, prompt_index: int) -> list[int]:
+    """The seeds prompt ``prompt_index`` runs with under ``config.seed_scheme`` (see the module docstring)."""
+    if config.seed_scheme == "fixed":
+        return list(config.seeds)
+    return list(dict.fromkeys(paper_seed(base, prompt_index) for base in config.seeds))
+
+
 def _validate(config: BenchmarkConfig) -> None:
     for method in config.methods:
         parse_method(method)
     if not config.methods or not config.metrics or not config.seeds:
         raise UserError("a benchmark needs at least one method, one metric and one seed")
     _validate_seeds(tuple(config.seeds))
+    if config.seed_scheme not in SEED_SCHEMES:
+        raise UserError(
+            f"unknown seed_scheme {config.seed_scheme!r}; choose fixed (every prompt uses --seeds) or paper "
+            "(one seed per prompt drawn in [0, 100], App. D.5)"
+        )
     limit = config.max_consecutive_failures
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise UserError(
@@ -380,6 +408,7 @@ def _run_sample(
                 "prompt": prompt,
                 "seed": int(seed),
                 "method": method,
+                "seed_scheme": ctx.config.seed_scheme,
                 "model": ctx.config.model,
                 "chosen_seed": chosen_seed,
                 "generations": len(plans[method][1]),
@@ -473,7 +502,7 @@ def run_benchmark(
             "batch_size": ctx.batch_size,
         }
         write_manifest(config, run_dir, extra)
-    samples = [(i, p, s) for i, p in enumerate(prompts) for s in config.seeds]
+    samples = [(i, p, s) for i, p in enumerate(prompts) for s in prompt_seeds(config, i)]
     mine = list(shard(samples, rank, world))
     done = {row["key"]: row for row in load_rows(run_dir).to_dict("records")}
     table = JsonlTable(run_dir / f"rows.rank{rank}.jsonl")
