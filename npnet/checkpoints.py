@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import hf_hub_download, list_repo_files
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -40,20 +41,29 @@ _ALIASES = {"text_embedding": "embeeding", "embedding": "embeeding", "_alpha": "
 
 @dataclass(frozen=True)
 class HubCheckpoint:
-    """One released NPNet file on the hub and the model family it was trained for."""
+    """One released NPNet file on the hub and the model family it was trained for.
+
+    ``match``: name fragments (lower case) that identify the file when ``filename`` is not in the repo
+    (the official file names were never checked against the hub): ``resolve_checkpoint`` then lists the
+    repo and downloads the one checkpoint file whose name contains a fragment and none of ``exclude``.
+    """
 
     repo_id: str
     filename: str
     family: str  # NPNET_PRESETS key: "sdxl" or "dit"
     description: str
+    match: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
 
 
 HUB_CHECKPOINTS: dict[str, HubCheckpoint] = {
-    "sdxl": HubCheckpoint(OFFICIAL_REPO, "sdxl.pth", "sdxl", "official, SDXL"),
-    "dreamshaper": HubCheckpoint(
-        OFFICIAL_REPO, "dreamshaper.pth", "sdxl", "official, DreamShaper-xl-v2-turbo"
+    "sdxl": HubCheckpoint(
+        OFFICIAL_REPO, "sdxl.pth", "sdxl", "official, SDXL", ("sdxl", "xl"), ("dreamshaper", "dit", "hunyuan")
     ),
-    "dit": HubCheckpoint(OFFICIAL_REPO, "dit.pth", "dit", "official, Hunyuan-DiT"),
+    "dreamshaper": HubCheckpoint(
+        OFFICIAL_REPO, "dreamshaper.pth", "sdxl", "official, DreamShaper-xl-v2-turbo", ("dreamshaper",)
+    ),
+    "dit": HubCheckpoint(OFFICIAL_REPO, "dit.pth", "dit", "official, Hunyuan-DiT", ("dit", "hunyuan")),
     "lucipher-sdxl": HubCheckpoint(
         "LucipherDev/Golden-Noise-NPNets", "sdxl.safetensors", "sdxl", "community"
     ),
@@ -79,8 +89,7 @@ def resolve_checkpoint(spec: str | os.PathLike, filename: str | None = None) -> 
     if spec.startswith(("/", "./", "../", "~")) or os.sep + os.sep in spec:
         raise UserError(f"NPNet checkpoint file {spec} does not exist")
     if filename is None and spec in HUB_CHECKPOINTS:
-        entry = HUB_CHECKPOINTS[spec]
-        return _download(entry.repo_id, entry.filename)
+        return _download_known(HUB_CHECKPOINTS[spec])
     parts = spec.split("/")
     if len(parts) == 2 and all(parts):
         return _download(spec, filename) if filename else _raise_listing(spec, None)
@@ -112,13 +121,13 @@ def _checkpoint_in_folder(folder: Path) -> Path:
     )
 
 
-def _download(repo_id: str, filename: str) -> Path:
-    from huggingface_hub import hf_hub_download
+def _download(repo_id: str, filename: str, entry: HubCheckpoint | None = None) -> Path:
+    """``hf_hub_download``; a file missing from the repo is matched by family (``entry``) or listed."""
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
         return Path(hf_hub_download(repo_id, filename))
-    except LocalEntryNotFoundError as err:
+    except LocalEntryNotFoundError as err:  # offline / unreachable (before EntryNotFoundError: a subclass)
         raise UserError(
             f"NPNet checkpoint {repo_id}/{filename} is not in the local cache and the hub cannot be reached "
             f"(HF_HUB_OFFLINE or no network). Download it where the hub is reachable with "
@@ -126,21 +135,50 @@ def _download(repo_id: str, filename: str) -> Path:
         ) from err
     except RepositoryNotFoundError as err:
         raise UserError(f"hub repository {repo_id!r} does not exist or is private") from err
-    except EntryNotFoundError:
-        return _raise_listing(repo_id, filename)
+    except EntryNotFoundError:  # RemoteEntryNotFoundError: the repo has no such file
+        if entry is None:
+            return _raise_listing(repo_id, filename)
+        return _download(repo_id, _family_match(entry, filename))
 
 
-def _raise_listing(repo_id: str, filename: str | None) -> Path:
-    from huggingface_hub import list_repo_files
+def _download_known(entry: HubCheckpoint) -> Path:
+    return _download(entry.repo_id, entry.filename, entry)
 
+
+def _family_match(entry: HubCheckpoint, missing: str) -> str:
+    """The one checkpoint file of ``entry.repo_id`` whose name names the family (``entry.match``)."""
+    files = _checkpoint_files(entry.repo_id)
+    found = [f for f in files if _names_family(f, entry)]
+    if len(found) == 1:
+        return found[0]
+    what = "several files match" if found else "no file matches"
+    raise UserError(
+        f"{missing!r} is not in {entry.repo_id} and {what} the {entry.description} checkpoint "
+        f"(a name containing {' or '.join(map(repr, entry.match))}): "
+        f"{found or files}. Pass the file as '{entry.repo_id}/<file>' or a local path"
+    )
+
+
+def _names_family(filename: str, entry: HubCheckpoint) -> bool:
+    name = filename.rsplit("/", 1)[-1].lower()
+    return any(m in name for m in entry.match) and not any(x in name for x in entry.exclude)
+
+
+def _checkpoint_files(repo_id: str) -> list[str]:
+    """The repo's checkpoint files (``list_repo_files``); a listing failure says what to pass instead."""
     try:
-        files = [f for f in list_repo_files(repo_id) if f.endswith(CHECKPOINT_SUFFIXES)]
+        files = list_repo_files(repo_id)
     except Exception as err:  # offline or unreachable: say what we know
         known = [f"{k} -> {v.filename}" for k, v in HUB_CHECKPOINTS.items() if v.repo_id == repo_id]
         raise UserError(
             f"cannot list {repo_id!r} ({type(err).__name__}); known files: {known or 'none'}. "
             "Pass filename=... or a local path"
         ) from err
+    return sorted(f for f in files if f.endswith(CHECKPOINT_SUFFIXES))
+
+
+def _raise_listing(repo_id: str, filename: str | None) -> Path:
+    files = _checkpoint_files(repo_id)
     missing = f"{filename!r} is not in" if filename else "choose a checkpoint file from"
     raise UserError(f"{missing} {repo_id}: found {files}")
 
