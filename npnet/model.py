@@ -9,7 +9,7 @@ The module reproduces the released checkpoints' function exactly, quirks include
   released weights learned this layout, so it is kept bit-for-bit.
 * ``embeeding`` (sic, the checkpoint's key) is diffusers' ``AdaGroupNorm`` over the flattened prompt
   embedding (Eq. 7).
-* ``golden = svd(x) + (2 sigmoid(alpha) - 1) e + beta residual(x + e)`` (Eq. 9, Alg. 3 line 4).
+* ``golden = svd(x) + (2 sigmoid(alpha) - 1) e + beta residual(x + e)`` (Eq. 9 as released: (2σ(α)−1)·e where the paper writes α·e; Alg. 3 line 4).
 
 Loading, saving and checkpoint formats live in ``npnet.checkpoints`` (``load_npnet``, ``save_npnet``,
 ``save_official``); this file is pure modules and imports nothing else of the project.
@@ -214,7 +214,8 @@ class NPNet(nn.Module):
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: NPNetConfig | str, init: str = "random", **options) -> NPNet:
-        """Build an NPNet; ``init="imagenet"`` downloads timm's ImageNet Swin (training from scratch)."""
+        """Build an NPNet; ``init="imagenet"`` loads timm's ImageNet Swin-T (paper App. A.4; training from
+        scratch; ``npnet.training.pretrained`` checks the architecture and an offline hub first)."""
         config = NPNET_PRESETS[config] if isinstance(config, str) else config
         _check_choice("init", init, ("random", "imagenet"))
         net = cls(config, **options)
@@ -242,7 +243,8 @@ class NPNet(nn.Module):
         return self._from_native(golden, native, x).to(device=noise.device, dtype=noise.dtype)
 
     def golden(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Eq. 9: x'_T = f(x_T) + (2 sigmoid(alpha) - 1) e + beta g(x_T + e), at the native size."""
+        """Eq. 9 as released: (2σ(α)−1)·e (the paper: α·e), i.e. x'_T = f(x_T) + (2 sigmoid(alpha) - 1) e
+        + beta g(x_T + e), at the native size."""
         e = self.embeeding(x, cond)  # (B, 4, S, S)
         out = self.unet_svd(x) if self.config.use_svd_branch else x
         out = out + (2 * torch.sigmoid(self.alpha) - 1) * e

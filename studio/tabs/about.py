@@ -15,8 +15,8 @@ noise* with one small forward pass conditioned on the prompt embedding. Training
 the way back, Sec. 3.1), kept only when a preference model scores x'_T's image above x_T's. The
 network predicts x'_T from x_T with a **singular value branch** (SVD of the 2hx2w-rearranged noise,
 keeping U and V and predicting new singular values — Fig. 8 shows why) and a **residual branch** (a
-Swin Transformer on the prompt-injected noise), combined as x'_pred = alpha e + x~_T + beta x^_T
-(Eq. 9). At inference the pipeline is untouched: it just receives the golden noise.
+Swin Transformer on the prompt-injected noise), combined as x'_pred = (2σ(α)−1)·e + x~_T + β·x^_T
+(Eq. 9 as released: (2σ(α)−1)·e; the paper writes α·e). At inference the pipeline is untouched: it just receives the golden noise.
 """
 
 NUMBERS = """
