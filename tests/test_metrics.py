@@ -95,13 +95,15 @@ def test_low_precision_returns_float32(name, tiny, images):
 def test_hpsv2_is_100_cos_of_open_clip_features(tiny, images):
     import open_clip
 
+    from eval.metrics.clip_utils import hps_pixels
+
     scorer = get_scorer("hpsv2", **tiny["hpsv2"]).load()
     model = open_clip.create_model("ViT-H-14", pretrained=None, **tiny["hpsv2"]["arch_overrides"])
     open_clip.load_checkpoint(
         model, f"{tiny['hpsv2']['checkpoint']}/HPS_v2.1_compressed.pt", weights_only=True
     )
-    transform = open_clip.image_transform(32, is_train=False, resize_mode="longest")  # HPSv2's pad-to-square
-    pixels = torch.stack([transform(image) for image in images])
+    # hpsv2's eval transform (tensor-first resize, pad), checked against hpsv2 itself in test_parity_openclip.py
+    pixels = hps_pixels(images, 32)  # (3, 3, 32, 32)
     tokens = open_clip.get_tokenizer("ViT-H-14")(PROMPTS)
     with torch.no_grad():
         cos = F.normalize(model.eval().encode_image(pixels), dim=-1) * F.normalize(
@@ -113,13 +115,25 @@ def test_hpsv2_is_100_cos_of_open_clip_features(tiny, images):
 def _reference_clip(directory, processor_directory=None):
     from transformers import CLIPModel, CLIPProcessor
 
-    processor = CLIPProcessor.from_pretrained(processor_directory or directory)
+    processor = CLIPProcessor.from_pretrained(processor_directory or directory, backend="pil")
     return CLIPModel.from_pretrained(directory).eval(), processor
 
 
-def _reference_cos(model, processor, images, prompts):
+def _openai_pixels(images, size=32):
+    """OpenAI clip's transform (CLIPScore's and AES's references): torchvision resize + centre crop."""
+    from torchvision import transforms as T
+
+    from eval.metrics.clip_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+    transform = T.Compose([T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size),
+                           T.ToTensor(), T.Normalize(OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)])  # fmt: skip
+    return {"pixel_values": torch.stack([transform(image) for image in images])}
+
+
+def _reference_cos(model, processor, images, prompts, pixels=None):
     with torch.no_grad():
-        img = model.get_image_features(**processor(images=images, return_tensors="pt")).pooler_output
+        pixels = processor(images=images, return_tensors="pt") if pixels is None else pixels
+        img = model.get_image_features(**pixels).pooler_output
         txt = processor(text=prompts, padding=True, truncation=True, max_length=77, return_tensors="pt")
         txt = model.get_text_features(**txt).pooler_output
     return (F.normalize(img, dim=-1) * F.normalize(txt, dim=-1)).sum(-1)
@@ -133,13 +147,14 @@ def test_pickscore_is_logit_scale_times_cos(tiny, images):
 
 def test_clipscore_is_clipped_2_5_cos_with_prefix(tiny, images):
     model, processor = _reference_clip(tiny["clipscore"]["model"])
-    cos = _reference_cos(model, processor, images, ["A photo depicts " + p for p in PROMPTS])
+    pixels = _openai_pixels(images)
+    cos = _reference_cos(model, processor, images, ["A photo depicts " + p for p in PROMPTS], pixels)
     scores = get_scorer("clipscore", **tiny["clipscore"])(images, PROMPTS)
     torch.testing.assert_close(scores, 2.5 * cos.clamp(min=0))
     assert ((scores >= 0) & (scores <= 2.5)).all()
     no_prefix = get_scorer("clipscore", prefix="", **tiny["clipscore"])(images, PROMPTS)
     torch.testing.assert_close(
-        no_prefix, 2.5 * _reference_cos(model, processor, images, PROMPTS).clamp(min=0)
+        no_prefix, 2.5 * _reference_cos(model, processor, images, PROMPTS, pixels).clamp(min=0)
     )
 
 
@@ -150,7 +165,7 @@ def test_aes_is_mlp_of_normalised_image_embedding(tiny, images):
     mlp = AestheticMLP(16)
     mlp.load_state_dict(torch.load(f"{tiny['aes']['mlp']}/{AES_MLP_FILE}", weights_only=True))
     with torch.no_grad():
-        embeds = model.get_image_features(**processor(images=images, return_tensors="pt")).pooler_output
+        embeds = model.get_image_features(**_openai_pixels(images)).pooler_output
         expected = mlp.eval()(F.normalize(embeds, dim=-1))
     torch.testing.assert_close(get_scorer("aes", **tiny["aes"])(images, PROMPTS), expected)
 

@@ -6,6 +6,17 @@ same weights as OpenAI's ``clip.load("ViT-L/14")``), L2-normalised, into the rel
 ``sac+logos+ava1-l14-linearMSE.pth`` (a plain state dict, read with ``weights_only=True``)
 from the hub mirror ``camenduru/improved-aesthetic-predictor`` of
 github.com/christophschuhmann/improved-aesthetic-predictor.
+
+Reference: that repo's ``simple_inference.py``: ``clip.load("ViT-L/14")`` and its ``preprocess``
+(OpenAI's transform, reproduced by ``hf_clip.openai_pixels``: torchvision bicubic resize and a
+centre crop whose offset rounds half to even, which the transformers processor does not), image
+features L2-normalised in numpy, then the MLP. AES reads no text. On the same weights the project
+matches it to 2e-7 (tests/test_parity_hfclip.py; float32, CPU).
+
+Precision: the reference ran CLIP in float16 on GPU (``clip.load`` keeps fp16 weights on CUDA, and
+the fp16 features are normalised in numpy) and the MLP in float32. The project's benchmark builds
+the scorer in float32, the computation the float16 run approximates, so scores do not depend on
+which GPU kernels a float16 run happened to use; ``dtype=torch.float16`` is there for speed.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from PIL import Image
 from torch import nn
 
 from eval.metrics.base import Scorer
-from eval.metrics.hf_clip import image_embeds, load_clip_model, load_clip_processor
+from eval.metrics.hf_clip import image_embeds, load_clip_model, load_clip_processor, openai_pixels
 from eval.metrics.hub import resolve_file
 from npnet.errors import UserError
 
@@ -106,5 +117,6 @@ class AestheticScorer(Scorer):
             )
 
     def _score_batch(self, images: list[Image.Image], prompts: list[str]) -> torch.Tensor:
-        embeds = image_embeds(self.clip, self.processor, images, self.device, self.dtype)  # (b, 768)
+        pixels = openai_pixels(self.processor, images)  # (b, 3, 224, 224)
+        embeds = image_embeds(self.clip, pixels, self.device, self.dtype)  # (b, 768)
         return self.mlp(embeds)  # (b,) float32

@@ -1,24 +1,56 @@
 """CLIPScore (Hessel et al. 2021): w * max(cos(image, text), 0) with w = 2.5 (paper: ~0.8).
 
 Model: transformers ``CLIPModel`` ``openai/clip-vit-large-patch14`` (ViT-L/14) by default. The
-reference implementation the paper follows (jmhessel/clipscore) uses ViT-B/32 and prefixes each
-caption with "A photo depicts"; pass ``model="openai/clip-vit-base-patch32"`` to match its
-backbone. The prefix is on by default, as in the reference; ``prefix=""`` turns it off.
+reference implementation (jmhessel/clipscore, ``clipscore.py``) uses OpenAI ``clip`` ViT-B/32; pass
+``model="openai/clip-vit-base-patch32"`` to match its backbone. Everything else follows the
+reference, so with the ViT-B/32 weights the scores equal its ``get_clip_score`` (to 5e-7 in float32
+on the same weights, tests/test_parity_hfclip.py):
+
+- each caption is prefixed with "A photo depicts " (``prefix=""`` turns it off; a prefix without a
+  trailing space gets one, as in the reference's ``CLIPCapDataset``);
+- the text is cleaned as OpenAI's ``clip.tokenize`` does (``openai_clean``: ``ftfy.fix_text``,
+  ``html.unescape`` twice, whitespace runs to one space, strip, lower case), so "fish &amp; chips"
+  scores as "fish & chips" and curly quotes as straight ones; transformers' CLIP tokenizer does
+  none of this by itself (it lower-cases and collapses whitespace only);
+- images go through OpenAI's transform (``hf_clip.openai_pixels``: torchvision bicubic resize of
+  the shortest side, centre crop with the offset rounded half to even), not the transformers
+  processor, whose crop can sit one pixel off;
+- cosines are clipped at 0 and scaled by ``weight`` = 2.5.
+
+Precision: the reference ran OpenAI CLIP in float16 on GPU (the paper's numbers; on CPU it runs
+float32 and warns that results then differ slightly from the paper's). The project's benchmark builds
+scorers in float32, the computation the float16 run approximates, so numbers do not depend on which
+GPU kernels a float16 run happened to use; ``dtype=torch.float16`` is there for speed.
 """
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import ClassVar
 
+import ftfy  # a dependency of open-clip-torch; OpenAI's clip.tokenize applies ftfy.fix_text
+import regex
 import torch
 from PIL import Image
 
 from eval.metrics.base import Scorer
-from eval.metrics.hf_clip import image_embeds, load_clip_model, load_clip_processor, text_embeds
+from eval.metrics.hf_clip import (
+    image_embeds,
+    load_clip_model,
+    load_clip_processor,
+    openai_pixels,
+    text_embeds,
+)
 
 CLIPSCORE_MODEL = "openai/clip-vit-large-patch14"
 CLIPSCORE_PREFIX = "A photo depicts "
+
+
+def openai_clean(text: str) -> str:
+    """OpenAI ``clip.simple_tokenizer``'s cleanup: ``whitespace_clean(basic_clean(text)).lower()``."""
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()  # basic_clean
+    return regex.sub(r"\s+", " ", text).strip().lower()  # whitespace_clean, then lower()
 
 
 class CLIPScoreScorer(Scorer):
@@ -42,7 +74,7 @@ class CLIPScoreScorer(Scorer):
         self.model_source = model
         self.processor_source = model if processor is None else processor
         self.weight = float(weight)
-        self.prefix = prefix
+        self.prefix = prefix if not prefix or prefix.endswith(" ") else prefix + " "
         self.cache_dir = cache_dir
 
     def _load(self) -> None:
@@ -58,8 +90,8 @@ class CLIPScoreScorer(Scorer):
         )
 
     def _score_batch(self, images: list[Image.Image], prompts: list[str]) -> torch.Tensor:
-        img = image_embeds(self.model, self.processor, images, self.device, self.dtype)  # (b, D)
-        txt = text_embeds(
-            self.model, self.processor, [self.prefix + p for p in prompts], self.device
-        )  # (b, D)
+        pixels = openai_pixels(self.processor, images)  # (b, 3, H, W)
+        img = image_embeds(self.model, pixels, self.device, self.dtype)  # (b, D)
+        captions = [openai_clean(self.prefix + prompt) for prompt in prompts]
+        txt = text_embeds(self.model, self.processor, captions, self.device)  # (b, D)
         return self.weight * (img * txt).sum(dim=-1).clamp(min=0.0)  # (b,)
