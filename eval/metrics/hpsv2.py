@@ -4,9 +4,16 @@ Architecture: open_clip ViT-H-14 (open_clip ships the BPE vocabulary, so no toke
 no LAION weights are fetched), weights from the official ``HPS_v2.1_compressed.pt`` in the hub repo
 ``xswu/HPSv2``, passed to ``open_clip.create_model`` as a file: open_clip's ``load_checkpoint``
 reads it with ``torch.load(weights_only=True)``, unwraps the ``{'state_dict': ...}`` nesting and a
-``module.`` prefix, and loads strictly. Preprocessing is HPSv2's
-eval transform: longest side to 224 (bicubic), centre-pad, OpenAI CLIP normalisation.
-Score = 100 * <f_img/|f_img|, f_txt/|f_txt|> (open_clip normalises both features).
+``module.`` prefix, and loads strictly.
+Preprocessing is ``hpsv2`` 1.2.0's eval transform (``clip_utils.hps_pixels``): ``ToTensor``, then
+``ResizeMaxSize(224)`` on the float tensor (longest side to 224, torchvision antialiased bicubic,
+no clamping; other side ``round``ed), centre-pad with 0, OpenAI CLIP normalisation.
+Score = 100 * <f_img/|f_img|, f_txt/|f_txt|> (open_clip normalises both features); the reference
+``hpsv2.score`` returns the plain cosine.
+Precision: the reference runs the fp32 model under ``torch.cuda.amp.autocast()`` (fp16 matmuls on
+GPU; a no-op on CPU). This scorer runs in the ``dtype`` it is built with, without autocast; the
+project's benchmark builds it in float32. Parity with ``hpsv2.score`` (float32, CPU, random
+weights): within 1e-4 in cos, measured ~1e-7 (tests/test_parity_openclip.py).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import torch
 from PIL import Image
 
 from eval.metrics.base import Scorer
-from eval.metrics.clip_utils import resize_max_size, to_normalized_tensor
+from eval.metrics.clip_utils import hps_pixels
 from eval.metrics.hub import resolve_file
 from npnet.errors import UserError
 
@@ -73,8 +80,8 @@ class HPSv2Scorer(Scorer):
         self.image_size = int(self.model.visual.image_size[0])
 
     def _score_batch(self, images: list[Image.Image], prompts: list[str]) -> torch.Tensor:
-        pixels = to_normalized_tensor([resize_max_size(image, self.image_size) for image in images])
-        pixels = pixels.to(device=self.device, dtype=self.dtype)  # (b, 3, 224, 224)
+        pixels = hps_pixels(images, self.image_size)  # (b, 3, 224, 224)
+        pixels = pixels.to(device=self.device, dtype=self.dtype)
         tokens = self.tokenizer(prompts).to(self.device)  # (b, 77)
         out = self.model(pixels, tokens)
         cosine = (out["image_features"] * out["text_features"]).sum(dim=-1)  # (b,)

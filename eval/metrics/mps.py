@@ -12,9 +12,23 @@ imscore's ``MPS.__init__`` downloads the full CLIP-ViT-H-14 weights inside the c
 casts inputs to fp16, so it is wrapped at the narrowest point: the CLIP architecture comes from
 ``config.json`` of ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K`` (plus its tokenizer and image
 processor, no weights), the cross model is ``imscore.mps.cross.CrossModel``, and the forward
-follows imscore's port with explicit dtype. One deliberate difference: the text-condition
-similarity is normalised by each sample's own maximum (the official code scores one prompt at a
-time; imscore's batch-wide maximum would make a score depend on its batch-mates).
+follows the official ``CLIPModel.forward`` with explicit dtype. The text-condition similarity is
+normalised by each sample's own maximum (the official code scores one prompt at a time, so its
+batch-wide maximum is the sample's; imscore's batch-wide maximum would make a score depend on its
+batch-mates).
+
+Condition mask: text tokens whose normalised similarity to the condition is <= ``condition_threshold``
+are masked out of the cross attention. The official repository uses two values: 0.01 in
+``trainer/models/clip_model.py`` (``CLIPModel.forward``, which the README's inference example
+calls, and imscore's port) and 0.3 in its HPDv2/ImageReward evaluation scripts
+(``infer_one_sample``). The default is 0.01, the README's inference path; pass 0.3 to reproduce the
+paper's benchmark evaluation.
+
+Precision: the reference runs an fp16 model on CUDA, and both of its scoring paths cast the pixels
+with ``.half()`` whatever the model's dtype. This scorer runs in the ``dtype`` it is built with (the
+project's benchmark builds it in float32) and rounds the pixels to fp16 first, as the reference
+does: on random weights, skipping that rounding moves the logits by ~7e-4, keeping it matches both
+reference paths (float32, CPU) to ~2e-6 (tests/test_parity_openclip.py).
 """
 
 from __future__ import annotations
@@ -41,13 +55,26 @@ MPS_CONDITION = (
     "instance, texture, quantity, attributes, position, number, location, word, things."
 )
 
-CONDITION_THRESHOLD = 0.01  # imscore's port of the official mask threshold
+# 0.01: the official CLIPModel.forward (README inference) and imscore; 0.3: the official eval scripts
+CONDITION_THRESHOLD = 0.01
+
+
+def condition_mask(sim: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Additive attention mask from (b, 1, T) text-condition similarities: 0 where sim > threshold, else -inf."""
+    sim = sim / sim.amax(dim=-1, keepdim=True)  # (b, 1, T), per-sample normalisation
+    return torch.zeros_like(sim).masked_fill(~(sim > threshold), float("-inf"))  # (b, 1, T)
 
 
 class MPSNet(nn.Module):
     """CLIP + cross model with the state-dict names of imscore's ``MPS.mps`` (``model.*``, ``cross_model.*``)."""
 
-    def __init__(self, clip_config, cross_layers: int = 4, cross_heads: int = 16) -> None:
+    def __init__(
+        self,
+        clip_config,
+        cross_layers: int = 4,
+        cross_heads: int = 16,
+        condition_threshold: float = CONDITION_THRESHOLD,
+    ) -> None:
         from imscore.mps.cross import CrossModel
         from transformers import CLIPModel
 
@@ -57,6 +84,7 @@ class MPSNet(nn.Module):
         self.cross_model = CrossModel(
             dim=clip_config.projection_dim, layer_num=cross_layers, heads=cross_heads
         )
+        self.condition_threshold = condition_threshold
 
     def _text(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model.text_model(input_ids=input_ids)
@@ -73,9 +101,7 @@ class MPSNet(nn.Module):
             self.model.vision_model(pixel_values=pixels).last_hidden_state
         )
         sim = torch.einsum("bid,bjd->bji", text_tokens, cond_tokens)  # (b, 77 cond, 77 text)
-        sim = sim.amax(dim=1, keepdim=True)  # (b, 1, 77)
-        sim = sim / sim.amax(dim=-1, keepdim=True)  # per-sample normalisation
-        mask = torch.zeros_like(sim).masked_fill(sim <= CONDITION_THRESHOLD, float("-inf"))  # (b, 1, 77)
+        mask = condition_mask(sim.amax(dim=1, keepdim=True), self.condition_threshold)  # (b, 1, 77)
         mask = mask.expand(-1, image_tokens.shape[1], -1)  # (b, 1 + N, 77)
         image_feat = self.cross_model(image_tokens, text_tokens, mask)[:, 0, :]  # (b, D)
         cosine = (F.normalize(image_feat.float(), dim=-1) * F.normalize(text_eos.float(), dim=-1)).sum(-1)
@@ -108,6 +134,7 @@ class MPSScorer(PairwiseScorer):
         cross_layers: int = 4,
         cross_heads: int = 16,
         condition: str = MPS_CONDITION,
+        condition_threshold: float = CONDITION_THRESHOLD,
         cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__(device, dtype, batch_size)
@@ -116,6 +143,12 @@ class MPSScorer(PairwiseScorer):
         self.cross_layers = cross_layers
         self.cross_heads = cross_heads
         self.condition = condition
+        if not condition_threshold < 1.0:
+            raise UserError(
+                f"condition_threshold must be below 1 (official: 0.01 or 0.3; at 1 every text token is "
+                f"masked), got {condition_threshold!r}"
+            )
+        self.condition_threshold = float(condition_threshold)
         self.cache_dir = cache_dir
 
     def _load(self) -> None:
@@ -130,7 +163,8 @@ class MPSScorer(PairwiseScorer):
             cache_dir=self.cache_dir,
         )
         self.processor = load_clip_processor(clip_dir, what="MPS processor")
-        net = MPSNet(CLIPConfig.from_pretrained(clip_dir), self.cross_layers, self.cross_heads)
+        config = CLIPConfig.from_pretrained(clip_dir)
+        net = MPSNet(config, self.cross_layers, self.cross_heads, self.condition_threshold)
         missing, unexpected = net.load_state_dict(load_mps_state(path), strict=False)
         missing = [key for key in missing if "position_ids" not in key]
         if missing or unexpected:
@@ -145,7 +179,7 @@ class MPSScorer(PairwiseScorer):
         return out.input_ids.to(self.device)  # (b, 77)
 
     def _score_batch(self, images: list[Image.Image], prompts: list[str]) -> torch.Tensor:
-        pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]
-        pixels = pixels.to(device=self.device, dtype=self.dtype)  # (b, 3, 224, 224)
+        pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]  # (b, 3, 224, 224)
+        pixels = pixels.half().to(device=self.device, dtype=self.dtype)  # rounded to fp16 like the reference
         condition = self._tokens([self.condition]).expand(len(images), -1)  # (b, 77)
         return self.net(pixels, self._tokens(prompts), condition)
