@@ -247,7 +247,7 @@ def test_mps_compare_is_a_probability(tiny, images):
         ("pickscore", "yuvalkirstain/PickScore_v1", "model.safetensors"),
         ("aes", "camenduru/improved-aesthetic-predictor", "sac+logos+ava1-l14-linearMSE.pth"),
         ("imagereward", "RE-N-Y/ImageReward", "model.safetensors"),
-        ("clipscore", "openai/clip-vit-large-patch14", "model.safetensors"),
+        ("clipscore", "openai/clip-vit-base-patch32", "model.safetensors"),
         ("mps", "RE-N-Y/mpsv1", "model.safetensors"),
     ],
 )

@@ -1,10 +1,10 @@
 """CLIPScore (Hessel et al. 2021): w * max(cos(image, text), 0) with w = 2.5 (paper: ~0.8).
 
-Model: transformers ``CLIPModel`` ``openai/clip-vit-large-patch14`` (ViT-L/14) by default. The
-reference implementation (jmhessel/clipscore, ``clipscore.py``) uses OpenAI ``clip`` ViT-B/32; pass
-``model="openai/clip-vit-base-patch32"`` to match its backbone. Everything else follows the
-reference, so with the ViT-B/32 weights the scores equal its ``get_clip_score`` (to 5e-7 in float32
-on the same weights, tests/test_parity_hfclip.py):
+Model: transformers ``CLIPModel`` ``openai/clip-vit-base-patch32`` (ViT-B/32), the backbone of the
+reference implementation the paper follows (App. A.2 footnote: jmhessel/clipscore, ``clipscore.py``,
+OpenAI ``clip`` ViT-B/32); ``model="openai/clip-vit-large-patch14"`` gives a ViT-L/14 variant. Everything
+else follows the reference, so the scores equal its ``get_clip_score`` (to 5e-7 in float32 on the same
+weights, tests/test_parity_hfclip.py):
 
 - each caption is prefixed with "A photo depicts " (``prefix=""`` turns it off; a prefix without a
   trailing space gets one, as in the reference's ``CLIPCapDataset``);
@@ -43,7 +43,7 @@ from eval.metrics.hf_clip import (
     text_embeds,
 )
 
-CLIPSCORE_MODEL = "openai/clip-vit-large-patch14"
+CLIPSCORE_MODEL = "openai/clip-vit-base-patch32"
 CLIPSCORE_PREFIX = "A photo depicts "
 
 
@@ -57,7 +57,7 @@ class CLIPScoreScorer(Scorer):
     """CLIPScore = w * max(cos(E_img, E_txt), 0)."""
 
     name: ClassVar[str] = "clipscore"
-    units: ClassVar[str] = "2.5 x max(cos(image, text), 0), CLIP ViT-L/14 (paper: ~0.8)"
+    units: ClassVar[str] = "2.5 x max(cos(image, text), 0), CLIP ViT-B/32 (paper: ~0.8)"
 
     def __init__(
         self,

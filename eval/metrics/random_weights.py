@@ -48,6 +48,7 @@ CLIP_SIZES: dict[str, dict[str, ClipSize]] = {
     },
     "full": {
         "L": ClipSize(224, 14, 1024, 24, 16, 768, 12, 12, 768, 49408),
+        "B32": ClipSize(224, 32, 768, 12, 12, 512, 12, 8, 512, 49408),
         "H": ClipSize(224, 14, 1280, 32, 16, 1024, 24, 16, 1024, 49408),
     },
 }
@@ -157,7 +158,7 @@ def write_pickscore(directory: Path, size: str) -> dict:
 
 
 def write_clipscore(directory: Path, size: str) -> dict:
-    write_clip_model(directory / "model", CLIP_SIZES[size]["L"])
+    write_clip_model(directory / "model", CLIP_SIZES[size].get("B32", CLIP_SIZES[size]["L"]))  # ViT-B/32 when full
     return {"model": str(directory / "model")}
 
 

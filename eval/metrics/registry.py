@@ -41,7 +41,7 @@ SCORERS: dict[str, ScorerSpec] = {
         ScorerSpec(
             "clipscore",
             "eval.metrics.clipscore:CLIPScoreScorer",
-            "CLIPScore 2.5 x max(cos, 0), ViT-L/14",
+            "CLIPScore 2.5 x max(cos, 0), ViT-B/32 (jmhessel/clipscore)",
             True,
         ),
         ScorerSpec("mps", "eval.metrics.mps:MPSScorer", "MPS overall (pairwise preference)", True),
