@@ -18,12 +18,7 @@ import pytest
 import torch
 
 from eval.metrics import get_scorer
-from eval.metrics.random_weights import (
-    image_sha256,
-    parity_image,
-    seeded_state_dict,
-    write_openai_clip_processor,
-)
+from eval.metrics.parity import image_sha256, parity_image, seeded_state_dict, write_openai_clip_processor
 
 FIXTURES = Path(__file__).parent / "fixtures" / "parity"
 TOLERANCE = 1e-4  # reference units

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from eval.metrics.random_weights import (
+from eval.metrics.parity import (
     image_sha256,
     parity_image,
     seeded_state_dict,
     state_sha256,
-    write_bert_vocab,
     write_openai_clip_processor,
 )
+from eval.metrics.random_weights import write_bert_vocab
 
 FIXTURES = Path(__file__).parent / "fixtures" / "parity"
 TOL = 1e-4

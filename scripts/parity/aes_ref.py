@@ -2,7 +2,7 @@
 
 Builds a tiny OpenAI CLIP ViT (``clip.model.CLIP``: ViT-L/14's patch 14 at 224 px, widths 128, 2
 layers) and the predictor's ``MLP`` (on that model's 64-d embeddings), fills both state dicts with
-``eval.metrics.random_weights.seeded_state_dict`` (CLIP from ``--seed``, the MLP from ``--seed + 1``),
+``eval.metrics.parity.seeded_state_dict`` (CLIP from ``--seed``, the MLP from ``--seed + 1``),
 saves them as the reference expects them (a traced TorchScript archive like OpenAI's checkpoints, a
 ``.pth`` state dict), and runs the inference steps of the checkout's ``simple_inference.py`` on each
 image of ``PARITY_IMAGES`` read from a PNG file: ``clip.load`` + its ``preprocess``,
@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch import nn  # noqa: E402
 
-from eval.metrics.random_weights import (  # noqa: E402
+from eval.metrics.parity import (  # noqa: E402
     PARITY_IMAGES,
     image_sha256,
     parity_fixture_json,

@@ -2,7 +2,7 @@
 
 Builds a tiny OpenAI CLIP ViT (``clip.model.CLIP``: ViT-B/32's patch 32 at 224 px, widths 128, 2
 layers, OpenAI's 49408-token vocabulary), fills its state dict with
-``eval.metrics.random_weights.seeded_state_dict(shapes, --seed)``, saves it as a traced TorchScript
+``eval.metrics.parity.seeded_state_dict(shapes, --seed)``, saves it as a traced TorchScript
 archive like OpenAI's checkpoints and loads it back with ``clip.load(path, device="cpu", jit=False)``
 (the reference's loader: rebuilds the model, float32 on CPU), then runs
 ``extract_all_images`` and ``get_clip_score`` from the checkout's ``clipscore.py`` (captions get the
@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import PIL  # noqa: E402
 import torch  # noqa: E402
 
-from eval.metrics.random_weights import (  # noqa: E402
+from eval.metrics.parity import (  # noqa: E402
     PARITY_IMAGES,
     PARITY_PROMPTS,
     image_sha256,

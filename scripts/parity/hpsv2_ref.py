@@ -12,7 +12,7 @@ The only stand-in is the model it builds: ``initialize_model`` hard-codes ViT-H-
 weights from the network, so this script calls the same ``create_model_and_transforms`` with the
 same arguments on a small ViT-H-14-shaped config (``ARCH``, registered with ``add_model_config``,
 no pretrained weights) and puts it in ``hpsv2.img_score.model_dict``, where ``initialize_model``
-leaves it. The weights are ``seeded_state_dict`` (eval/metrics/random_weights.py) of the model's
+leaves it. The weights are ``seeded_state_dict`` (eval/metrics/parity.py) of the model's
 parameter shapes, saved as ``HPS_v2.1_compressed.pt`` ({'state_dict': ...}, the released layout).
 The fixture keeps the shapes, the seed and a hash instead of the weights; the test rebuilds them.
 Everything runs on CPU in float32 (``torch.cuda.amp.autocast`` is a no-op there).
@@ -57,7 +57,7 @@ def write_checkpoint(model, seed: int, path: Path) -> dict:
     """Seeded weights for every parameter, saved in the released layout; returns the fixture's record."""
     import torch
 
-    from eval.metrics.random_weights import seeded_state_dict, state_sha256
+    from eval.metrics.parity import seeded_state_dict, state_sha256
 
     shapes = {name: list(param.shape) for name, param in model.named_parameters()}
     state = seeded_state_dict(shapes, seed)
@@ -81,7 +81,7 @@ def main(args: argparse.Namespace) -> None:
     import torchvision
     from hpsv2 import img_score
 
-    from eval.metrics.random_weights import (
+    from eval.metrics.parity import (
         PARITY_IMAGES,
         PARITY_PROMPTS,
         image_sha256,

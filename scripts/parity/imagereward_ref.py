@@ -88,7 +88,7 @@ def write_checkpoint(workdir: Path, seed: int) -> tuple[Path, Path, dict]:
     import torch
     from ImageReward.ImageReward import ImageReward
 
-    from eval.metrics.random_weights import seeded_state_dict, state_sha256
+    from eval.metrics.parity import seeded_state_dict, state_sha256
 
     med_config = workdir / "med_config.json"
     med_config.write_text(json.dumps(ARCH["med_config"]))
@@ -110,7 +110,7 @@ def main(args: argparse.Namespace) -> None:
     import torchvision
     import transformers
 
-    from eval.metrics.random_weights import (
+    from eval.metrics.parity import (
         PARITY_IMAGES,
         PARITY_PROMPTS,
         image_sha256,

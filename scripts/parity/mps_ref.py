@@ -61,7 +61,7 @@ def write_processor(directory: Path) -> Path:
     """Tokenizer (real CLIP BPE) + image processor files, written with the reference's transformers."""
     from transformers import CLIPImageProcessor, CLIPTokenizer
 
-    from eval.metrics.random_weights import openai_bpe_path, write_openai_bpe_files
+    from eval.metrics.parity import openai_bpe_path, write_openai_bpe_files
 
     vocab, merges = write_openai_bpe_files(directory, openai_bpe_path())
     CLIPTokenizer(str(vocab), str(merges), model_max_length=77).save_pretrained(directory)
@@ -78,7 +78,7 @@ def build_reference(workdir: Path, seed: int):
     from trainer.models.cross_modeling import Cross_model
     from transformers import CLIPConfig
 
-    from eval.metrics.random_weights import seeded_state_dict, state_sha256
+    from eval.metrics.parity import seeded_state_dict, state_sha256
 
     config = CLIPConfig(ARCH["text_config"], ARCH["vision_config"], projection_dim=ARCH["projection_dim"])
     XCLIPModel(config).save_pretrained(workdir / "clip")
@@ -126,7 +126,7 @@ def main(args: argparse.Namespace) -> None:
     import transformers
     from transformers import AutoTokenizer, CLIPImageProcessor
 
-    from eval.metrics.random_weights import (
+    from eval.metrics.parity import (
         PARITY_IMAGES,
         PARITY_PROMPTS,
         image_sha256,

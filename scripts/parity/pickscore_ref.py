@@ -2,7 +2,7 @@
 
 Runs the inference example of yuvalkirstain/PickScore's README (transformers 4.27
 ``AutoProcessor`` + ``AutoModel``, ``logit_scale.exp() * text_embs @ image_embs.T``) on a tiny
-CLIPModel whose every tensor is drawn by ``eval.metrics.random_weights.seeded_state_dict`` from
+CLIPModel whose every tensor is drawn by ``eval.metrics.parity.seeded_state_dict`` from
 ``--seed`` (PickScore_v1's config shape: GELU, legacy ``eos_token_id=2``, at 224 px / patch 14), and
 a processor laid out like laion/CLIP-ViT-H-14-laion2B-s32B-b79K's (OpenAI's 49408-token BPE
 vocabulary, 224 px shortest-edge resize and centre crop). Scores every prompt of ``PARITY_PROMPTS``
@@ -33,7 +33,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import AutoModel, AutoProcessor, CLIPConfig, CLIPModel  # noqa: E402
 
-from eval.metrics.random_weights import (  # noqa: E402
+from eval.metrics.parity import (  # noqa: E402
     PARITY_IMAGES,
     PARITY_PROMPTS,
     image_sha256,
