@@ -59,6 +59,14 @@ EVAL_PRESETS: dict[str, dict[str, Any]] = {
         "metrics": ("hpsv2", "pickscore"),
         "verifier": "hpsv2",
     },
+    "Offline — micro-turbo (5 steps), held-out prompts, micro verifier": {
+        "model": "micro-turbo",
+        "prompts": "micro-heldout",
+        "limit": 85,
+        "seeds": (0, 1, 2),
+        "methods": ("standard", "inversion", "npnet"),
+        "metrics": ("micro",),
+    },
     "Offline — micro world, held-out prompts, micro verifier": {
         "model": "micro",
         "prompts": "micro-heldout",
@@ -87,6 +95,8 @@ PRESET_NOTES: dict[str, str] = {
     "Table 3 — Hunyuan-DiT, Pick-a-Pic first 100": f"the model preset's sampler; {_PAPER_SEEDS}",
     "Best-of-4 vs NPNet — SDXL, Pick-a-Pic first 100 (HPSv2 verifier)": "DPM++ 2M (model preset); seed 0 "
     "for every prompt, best-of-4 adds 3 derived seeds",
+    "Offline — micro-turbo (5 steps), held-out prompts, micro verifier": "5 DDIM steps (trailing), CFG 5, "
+    "re-denoise w_l 12; seeds 0-2 for every prompt (fixed): the setting of assets/micro/turbo/results.md",
     "Offline — micro world, held-out prompts, micro verifier": "seeds 0-3 for every prompt (fixed)",
     "Offline — tiny SDXL plumbing check (toy metrics)": "seeds 0, 1 for every prompt (fixed)",
 }

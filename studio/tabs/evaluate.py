@@ -34,6 +34,13 @@ def _presets() -> dict:
     return EVAL_PRESETS
 
 
+def preset_note(name: str | None) -> str:
+    """What the preset reproduces and how (sampler, seed scheme), shown under the dropdown."""
+    from eval.presets import PRESET_NOTES
+
+    return f"*{PRESET_NOTES[name]}*" if name in PRESET_NOTES else ""
+
+
 def _prompt_sets() -> list[str]:
     from eval.prompts import available_prompt_sets
 
@@ -168,6 +175,7 @@ def build_evaluate_tab(service: StudioService) -> None:
     with gr.Row():
         preset = gr.Dropdown(list(_presets()), value=default_preset(service), label="Preset", scale=3)
         run_preset = gr.Button("Run preset", variant="primary", scale=1, elem_id="eval-run-preset")
+    note = gr.Markdown(preset_note(preset.value), elem_id="eval-preset-note")
     with gr.Accordion("Custom run", open=False):
         with gr.Row():
             model = gr.Dropdown(service.models(), value=service.default_model, label="Model")
@@ -233,6 +241,7 @@ def build_evaluate_tab(service: StudioService) -> None:
         lambda name: _fill_from_preset(service, name), inputs=preset,
         outputs=[model, prompt_set, limit, seeds, methods, metrics, steps], api_visibility="private", queue=False,
     )  # fmt: skip
+    preset.change(preset_note, inputs=preset, outputs=note, api_visibility="private", queue=False)
     per_prompt.select(_show_sample, inputs=rows_state, outputs=images, api_visibility="private")
 
 
