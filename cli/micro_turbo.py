@@ -2,6 +2,7 @@
 
     python -m cli micro-turbo evaluate --npnet assets/micro/npnet-turbo.safetensors --out assets/micro/turbo
     python -m cli micro-turbo evaluate --npnet assets/micro/npnet-turbo.safetensors --steps 4 --out assets/micro/turbo/steps-4
+    python -m cli micro-turbo curve assets/micro/turbo assets/micro/turbo/steps-4 ... --out assets/micro/turbo/steps.md
     python -m cli micro-turbo agreement --data runs/micro_turbo/npd --npnet runs/micro_turbo/npnet/best/npnet.safetensors
     python -m cli micro-turbo ablations --data runs/micro_turbo/npd --runs runs/micro_turbo/ablations --out assets/micro/turbo/ablations
 
@@ -158,6 +159,31 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def steps_curve(folders: list[Path]) -> str:
+    """One markdown row per ``evaluate`` folder (one step count): accuracy of each arm, NPNet's gain."""
+    default = get_model_preset(MODEL).steps  # results written before "steps" was recorded ran at the preset's
+    runs = [{"steps": default} | json.loads((Path(f) / "results.json").read_text()) for f in folders]
+    runs.sort(key=lambda r: r["steps"])
+    head = " | ".join(ARMS)
+    lines = [f"| steps | {head} | NPNet gain pp [95% CI] | rescued / broken | McNemar p |",
+             "|---" * (len(ARMS) + 4) + "|"]  # fmt: skip
+    for r in runs:
+        accs = " | ".join(f"{100 * r['arms'][arm]['accuracy']:.1f}%" for arm in ARMS)
+        v = r["arms"]["npnet"]["vs_standard"]
+        gain = f"{v['accuracy_diff_pp']:+.1f} [{v['accuracy_diff_pp_ci_low']:+.1f}, {v['accuracy_diff_pp_ci_high']:+.1f}]"
+        lines.append(
+            f"| {r['steps']} | {accs} | {gain} | {v['rescued']} / {v['broken']} | {v['mcnemar_p']:.2g} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_curve(folders: list[str], out: str | None) -> str:
+    table = steps_curve([Path(f) for f in folders])
+    if out:
+        atomic_write_text(Path(out), table)
+    return table
+
+
 def agreement(data: str, npnet: str, val_fraction: float = 0.1, seed: int = 0) -> dict:
     """On the NPD's validation pairs (all, kept or not): cosine and explained energy of NPNet(x_T) - x_T
     against the re-denoise change x'_T - x_T (the issue's measure of whether NPNet learned its target)."""
@@ -178,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     ag.add_argument("--data", required=True)
     ag.add_argument("--npnet", required=True)
     ag.add_argument("--val-fraction", type=float, default=0.1)
+    cu = sub.add_parser("curve", help="a steps-curve table from several evaluate folders")
+    cu.add_argument("folders", nargs="+", help="evaluate --out folders (one per step count)")
+    cu.add_argument("--out", default=None, help="also write the table to this markdown file")
     add_ablation_parser(sub)
     return parser
 
@@ -187,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     if args.command == "ablations":
         return run_command(lambda: print(ablation_markdown(run_ablations(ablation_config(args)))))
+    if args.command == "curve":
+        return run_command(lambda: print(write_curve(args.folders, args.out)))
     if args.command == "agreement":
         return run_command(lambda: print(json.dumps(agreement(args.data, args.npnet, args.val_fraction))))
     seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())

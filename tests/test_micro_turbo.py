@@ -65,3 +65,18 @@ def test_app_examples_are_seeds_the_shipped_npnet_rescues():
         result = service.generate(GenerationRequest("micro-turbo", prompt, seed=seed, methods=("standard", "npnet")))
         standard, golden = verifier.score([result.images["standard"], result.images["npnet"]], [prompt] * 2).tolist()
         assert standard <= 0.5 < golden, (prompt, seed, standard, golden)
+
+
+def test_steps_curve_rows_come_from_each_results_file(tmp_path):
+    from cli.micro_turbo import steps_curve
+
+    shipped = json.loads((RESULTS / "results.json").read_text())
+    other = tmp_path / "steps-8"
+    other.mkdir()
+    (other / "results.json").write_text(json.dumps(shipped | {"steps": 8}))
+    lines = steps_curve([other, RESULTS]).splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| 5", "| 8"]  # sorted by step count
+    cells = lines[2].split(" | ")
+    assert cells[ARMS.index("npnet") + 1] == f"{100 * shipped['arms']['npnet']['accuracy']:.1f}%"
+    vs = shipped["arms"]["npnet"]["vs_standard"]
+    assert f"{vs['rescued']} / {vs['broken']}" in cells
