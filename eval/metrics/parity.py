@@ -165,3 +165,20 @@ def state_sha256(state: dict[str, torch.Tensor]) -> str:
         digest.update(key.encode())
         digest.update(state[key].detach().to(torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def checkout_commit(checkout: Path, commit: str | None = None) -> str:
+    """A reference checkout's commit for the fixture: ``commit`` (an exported tree), else ``git rev-parse HEAD``."""
+    import subprocess
+
+    if commit:
+        return commit
+    result = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return result.stdout.strip() or "unknown (not a git checkout; pass --commit)"
+
+
+def parity_inputs(extra_specs=()) -> tuple[list[dict], list, list[str]]:
+    """(image specs, images, prompts): ``extra_specs`` then ``PARITY_IMAGES``, prompts cycling ``PARITY_PROMPTS``."""
+    specs = [*extra_specs, *PARITY_IMAGES]
+    images = [parity_image(**spec) for spec in specs]
+    return specs, images, [PARITY_PROMPTS[i % len(PARITY_PROMPTS)] for i in range(len(images))]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import subprocess
 import sys
 import tempfile
 import types
@@ -41,6 +40,7 @@ from torch import nn  # noqa: E402
 
 from eval.metrics.parity import (  # noqa: E402
     PARITY_IMAGES,
+    checkout_commit,
     image_sha256,
     parity_fixture_json,
     parity_image,
@@ -74,14 +74,6 @@ def write_openai_clip(path: Path, seed: int) -> dict[str, torch.Tensor]:
     )  # (1, 3, 224, 224)
     torch.jit.save(torch.jit.trace(model, (pixels, clip.tokenize(["a"]))), str(path))
     return state
-
-
-def checkout_commit(checkout: Path, commit: str | None) -> str:
-    """The checkout's commit: ``--commit`` (for an exported tree), else ``git rev-parse HEAD``."""
-    if commit:
-        return commit
-    result = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return result.stdout.strip() or "unknown (not a git checkout; pass --commit)"
 
 
 def predict(ref, model, model2, preprocess, img_path: Path, device="cpu") -> float:

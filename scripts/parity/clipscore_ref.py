@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import subprocess
 import sys
 import tempfile
 import types
@@ -41,6 +40,7 @@ import torch  # noqa: E402
 from eval.metrics.parity import (  # noqa: E402
     PARITY_IMAGES,
     PARITY_PROMPTS,
+    checkout_commit,
     image_sha256,
     parity_fixture_json,
     parity_image,
@@ -82,14 +82,6 @@ def import_clipscore(checkout: Path) -> types.ModuleType:
     sys.modules.setdefault("generation_eval_utils", types.ModuleType("generation_eval_utils"))
     sys.path.insert(0, str(checkout))
     return importlib.import_module("clipscore")
-
-
-def checkout_commit(checkout: Path, commit: str | None) -> str:
-    """The checkout's commit: ``--commit`` (for an exported tree), else ``git rev-parse HEAD``."""
-    if commit:
-        return commit
-    result = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return result.stdout.strip() or "unknown (not a git checkout; pass --commit)"
 
 
 def reference_scores(clipscore, model, image_paths: list[str], captions: list[str]) -> dict[str, list]:

@@ -82,17 +82,13 @@ def main(args: argparse.Namespace) -> None:
     from hpsv2 import img_score
 
     from eval.metrics.parity import (
-        PARITY_IMAGES,
-        PARITY_PROMPTS,
         image_sha256,
         parity_fixture_json,
-        parity_image,
+        parity_inputs,
     )
 
     torch.set_num_threads(1)
-    specs = [*IMAGES, *PARITY_IMAGES]
-    images = [parity_image(**spec) for spec in specs]
-    prompts = [PARITY_PROMPTS[i % len(PARITY_PROMPTS)] for i in range(len(images))]
+    specs, images, prompts = parity_inputs(IMAGES)
     with tempfile.TemporaryDirectory() as tmp:
         model, preprocess_val = build_reference(Path(tmp))
         weights = write_checkpoint(model, args.seed, Path(tmp) / "HPS_v2.1_compressed.pt")

@@ -111,17 +111,13 @@ def main(args: argparse.Namespace) -> None:
     import transformers
 
     from eval.metrics.parity import (
-        PARITY_IMAGES,
-        PARITY_PROMPTS,
         image_sha256,
         parity_fixture_json,
-        parity_image,
+        parity_inputs,
     )
 
     torch.set_num_threads(1)
-    specs = [*IMAGES, *PARITY_IMAGES]
-    images = [parity_image(**spec) for spec in specs]
-    prompts = [PARITY_PROMPTS[i % len(PARITY_PROMPTS)] for i in range(len(images))]
+    specs, images, prompts = parity_inputs(IMAGES)
     shrink_reference()
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint, med_config, weights = write_checkpoint(Path(tmp), args.seed)

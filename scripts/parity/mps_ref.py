@@ -113,13 +113,6 @@ def readme_functions(readme: Path) -> tuple:
     return namespaces[0]["infer_example"], namespaces[1]["infer_example"]
 
 
-def checkout_commit(repo: Path) -> str:
-    import subprocess
-
-    out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() if out.returncode == 0 else "unknown (pass --commit)"
-
-
 def main(args: argparse.Namespace) -> None:
     import PIL
     import torch
@@ -127,20 +120,17 @@ def main(args: argparse.Namespace) -> None:
     from transformers import AutoTokenizer, CLIPImageProcessor
 
     from eval.metrics.parity import (
-        PARITY_IMAGES,
-        PARITY_PROMPTS,
+        checkout_commit,
         image_sha256,
         parity_fixture_json,
-        parity_image,
+        parity_inputs,
     )
 
     torch.set_num_threads(1)
     sys.path.insert(0, str(args.mps_repo))
     from eval_overall_mps_on_hpdv2 import infer_one_sample
 
-    specs = [*IMAGES, *PARITY_IMAGES]
-    images = [parity_image(**spec) for spec in specs]
-    prompts = [PARITY_PROMPTS[i % len(PARITY_PROMPTS)] for i in range(len(images))]
+    specs, images, prompts = parity_inputs(IMAGES)
     pairs = [(i, (i + 1) % len(images)) for i in range(len(images))]  # (a, b), scored with prompts[a]
     probs_fn, logits_fn = readme_functions(args.mps_repo / "README.md")
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,7 +147,7 @@ def main(args: argparse.Namespace) -> None:
         "units": "MPS logit = logit_scale x cos (the project's score); probs: softmax over a pair's logits",
         "reference": {
             "repository": "Kwai-Kolors/MPS",
-            "commit": args.commit or checkout_commit(args.mps_repo),
+            "commit": checkout_commit(args.mps_repo, args.commit),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                          "tokenizer": type(tokenizer).__name__, "pillow": PIL.__version__},
         },
