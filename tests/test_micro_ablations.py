@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -93,3 +94,26 @@ def test_ablations_run_end_to_end_and_resume(tmp_path):
         n: (tmp_path / "runs" / n / "best" / "npnet.safetensors").stat().st_mtime_ns for n in TURBO_VARIANTS
     } == best
     assert again["variants"] == results["variants"]
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "micro" / "turbo"
+
+
+@pytest.mark.skipif(not (SHIPPED / "ablations" / "results.json").is_file(), reason="no shipped ablation results")
+def test_shipped_ablation_and_steps_tables_are_their_rows():
+    import json
+
+    from cli.micro_turbo import ARMS
+
+    rows = pd.read_csv(SHIPPED / "ablations" / "rows.csv")
+    results = json.loads((SHIPPED / "ablations" / "results.json").read_text())
+    assert len(rows) == results["pairs"] == 255
+    correct = rows[["standard", *TURBO_VARIANTS]] > 0.5
+    for name, r in results["variants"].items():
+        assert r["accuracy"] == pytest.approx(correct[name].mean())
+    for steps in (4, 6, 8):
+        run = json.loads((SHIPPED / f"steps-{steps}" / "results.json").read_text())
+        step_rows = pd.read_csv(SHIPPED / f"steps-{steps}" / "rows.csv")
+        assert run["steps"] == steps and len(step_rows) == 255
+        for arm in ARMS:
+            assert run["arms"][arm]["accuracy"] == pytest.approx((step_rows[arm] > 0.5).mean())
