@@ -89,7 +89,8 @@ def resolve_checkpoint(spec: str | os.PathLike, filename: str | None = None) -> 
     if spec.startswith(("/", "./", "../", "~")) or os.sep + os.sep in spec:
         raise UserError(f"NPNet checkpoint file {spec} does not exist")
     if filename is None and spec in HUB_CHECKPOINTS:
-        return _download_known(HUB_CHECKPOINTS[spec])
+        entry = HUB_CHECKPOINTS[spec]
+        return _download(entry.repo_id, entry.filename, entry)
     parts = spec.split("/")
     if len(parts) == 2 and all(parts):
         return _download(spec, filename) if filename else _raise_listing(spec, None)
@@ -139,10 +140,6 @@ def _download(repo_id: str, filename: str, entry: HubCheckpoint | None = None) -
         if entry is None:
             return _raise_listing(repo_id, filename)
         return _download(repo_id, _family_match(entry, filename))
-
-
-def _download_known(entry: HubCheckpoint) -> Path:
-    return _download(entry.repo_id, entry.filename, entry)
 
 
 def _family_match(entry: HubCheckpoint, missing: str) -> str:

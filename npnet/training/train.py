@@ -233,10 +233,11 @@ def _seeded_model(config: TrainConfig, resuming: bool = False) -> tuple[NPNet, s
     torch.default_generator.manual_seed(config.seed)  # the weights are built on the CPU
     preset = None if config.preset is None else _preset_config(config.preset)
     init = resolve_init(config.init, preset)
+    note = init if config.init == init else f"{init} ({config.init})"  # e.g. "random (auto)"
     if init == "imagenet" and not resuming:
-        return imagenet_npnet(preset), "imagenet" if config.init == init else f"imagenet ({config.init})"
+        return imagenet_npnet(preset), note
     if init in INITS:
-        return NPNet.from_config(preset), init if config.init == init else f"{init} ({config.init})"
+        return NPNet.from_config(preset), note
     source = load_npnet(config.init)
     if preset is None:
         return source, f"checkpoint {config.init}"
@@ -417,13 +418,13 @@ def train(
     if config.resume and resumable is None:
         log(f"nothing to resume in {config.out}; starting a new run")
     with _own_rng(acc.device, config.seed):
-        return _train(config, acc, encode_prompts, callback, log)
+        return _train(config, acc, encode_prompts, callback, log, resuming=resumable is not None)
 
 
-def _train(config: TrainConfig, acc, encode_prompts, callback, log) -> TrainResult:
+def _train(config: TrainConfig, acc, encode_prompts, callback, log, resuming: bool) -> TrainResult:
     out = Path(config.out)
     train_set, val_set = _datasets(config)
-    net, init_note = _seeded_model(config, resuming=config.resume and finished_run(out) is not None)
+    net, init_note = _seeded_model(config, resuming=resuming)
     check_data(net, train_set[0])
     net.to(acc.device).train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
