@@ -21,6 +21,7 @@ _PAPER = {
 _TABLE2_SDXL = {"model": "sdxl", "scheduler": "ddim", **_PAPER}
 _DDIM = "DDIM sampling (Table 11's DDIM row = Table 2's SDXL row; the model preset's default is DPM++ 2M)"
 _PAPER_SEEDS = "one seed per prompt drawn in [0, 100] (App. D.5; base seed 0)"
+_TABLE2_SDXL_NOTE = f"{_DDIM}, 50 steps, CFG 5.5; {_PAPER_SEEDS}"
 
 EVAL_PRESETS: dict[str, dict[str, Any]] = {
     "Table 2 — SDXL, Pick-a-Pic first 100, six metrics": {
@@ -88,9 +89,9 @@ EVAL_PRESETS: dict[str, dict[str, Any]] = {
 
 # What each preset reproduces and how (sampler, seeds); keys are EVAL_PRESETS names (stable identifiers).
 PRESET_NOTES: dict[str, str] = {
-    "Table 2 — SDXL, Pick-a-Pic first 100, six metrics": f"{_DDIM}, 50 steps, CFG 5.5; {_PAPER_SEEDS}",
-    "Table 2 — SDXL, DrawBench 200, six metrics": f"{_DDIM}, 50 steps, CFG 5.5; {_PAPER_SEEDS}",
-    "Table 2 — SDXL, HPD v2 first 100, six metrics": f"{_DDIM}, 50 steps, CFG 5.5; {_PAPER_SEEDS}",
+    "Table 2 — SDXL, Pick-a-Pic first 100, six metrics": _TABLE2_SDXL_NOTE,
+    "Table 2 — SDXL, DrawBench 200, six metrics": _TABLE2_SDXL_NOTE,
+    "Table 2 — SDXL, HPD v2 first 100, six metrics": _TABLE2_SDXL_NOTE,
     "Table 2 — DreamShaper-xl-v2-turbo, Pick-a-Pic first 100": f"the model preset's sampler; {_PAPER_SEEDS}",
     "Table 3 — Hunyuan-DiT, Pick-a-Pic first 100": f"the model preset's sampler; {_PAPER_SEEDS}",
     "Best-of-4 vs NPNet — SDXL, Pick-a-Pic first 100 (HPSv2 verifier)": "DPM++ 2M (model preset); seed 0 "
