@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from npnet.errors import UserError
+from npnet.errors import UserError, check_whole_number
 from npnet.io import JsonlTable, atomic_write_json, dist_rank_world, git_commit, shard, versions
 
 if TYPE_CHECKING:
@@ -197,14 +197,9 @@ def _validate(config: BenchmarkConfig) -> None:
             f"unknown seed_scheme {config.seed_scheme!r}; choose fixed (every prompt uses --seeds) or paper "
             "(one seed per prompt drawn in [0, 100], App. D.5)"
         )
-    limit = config.max_consecutive_failures
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise UserError(
-            f"max_consecutive_failures must be a whole number >= 0 (0: never stop); got {limit!r}"
-        )
-    size = config.batch_size
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise UserError(f"batch_size must be a whole number >= 1 (samples per pipeline call); got {size!r}")
+    check_whole_number("max_consecutive_failures", config.max_consecutive_failures, 0, " (0: never stop)")
+    if config.batch_size is not None:
+        check_whole_number("batch_size", config.batch_size, 1, " (samples per pipeline call)")
     if len(set(config.methods)) != len(config.methods):
         raise UserError(f"methods repeat: {config.methods}")
     verifier = config.verifier or config.metrics[0]

@@ -18,6 +18,13 @@ class UserError(ValueError):
     """Bad input; the message names the input and says the fix."""
 
 
+def check_whole_number(name: str, value: object, minimum: int, note: str = "") -> int:
+    """``value`` as a setting that must be an int >= ``minimum`` (bools refused); ``note`` explains it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{name} must be a whole number >= {minimum}{note}; got {value!r}")
+    return value
+
+
 def one_line(text: object) -> str:
     """``text`` on a single line (a message's own line breaks become '; ')."""
     return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())

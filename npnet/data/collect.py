@@ -44,7 +44,7 @@ from npnet.data.dataset import (
     write_shard,
 )
 from npnet.engine import GenerationRequest, resolve_sampling
-from npnet.errors import UserError
+from npnet.errors import UserError, check_whole_number
 from npnet.io import JsonlTable, dist_rank_world, shard
 
 Scorer = Callable[[list[Any], list[str]], torch.Tensor]
@@ -123,9 +123,8 @@ class CollectConfig:
     def __post_init__(self):
         if self.shard_size < 1:
             raise UserError(f"shard_size must be >= 1; got {self.shard_size}")
-        size = self.batch_size
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            raise UserError(f"batch_size must be a whole number >= 1; got {size!r}")
+        if self.batch_size is not None:
+            check_whole_number("batch_size", self.batch_size, 1)
 
 
 def _scorer_name(scorer: Scorer, name: str | None) -> str:
