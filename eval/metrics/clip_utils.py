@@ -58,10 +58,11 @@ def hps_pixels(images: list[Image.Image], size: int) -> torch.Tensor:
     return normalize(torch.stack(pixels))  # (B, 3, size, size)
 
 
-def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
-    """OpenAI CLIP / BLIP eval resize: shortest side to ``size`` (PIL bicubic), then centre crop."""
+def resize_center_crop(image: Image.Image, size: int, crop: list[int] | None = None) -> Image.Image:
+    """OpenAI CLIP / BLIP eval resize: shortest side to ``size`` (PIL bicubic), then centre crop to ``crop``
+    ([height, width]; default size x size; torchvision rounds the offset half to even)."""
     image = TF.resize(image, size, interpolation=InterpolationMode.BICUBIC)
-    return TF.center_crop(image, [size, size])
+    return TF.center_crop(image, crop or [size, size])
 
 
 def normalize(pixels: torch.Tensor, mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD) -> torch.Tensor:

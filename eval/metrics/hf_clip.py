@@ -21,11 +21,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.functional as TF
 from PIL import Image
-from torchvision.transforms import InterpolationMode
 
-from eval.metrics.clip_utils import to_normalized_tensor
+from eval.metrics.clip_utils import resize_center_crop, to_normalized_tensor
 from eval.metrics.hub import resolve_dir
 from npnet.errors import UserError
 
@@ -90,8 +88,7 @@ def openai_pixels(processor, images: list[Image.Image]) -> torch.Tensor:
             f"this CLIP processor resizes to {config.size} and crops to {config.crop_size}; the OpenAI "
             "transform needs a shortest_edge size and a height/width crop"
         )
-    resized = [TF.resize(image, edge, interpolation=InterpolationMode.BICUBIC) for image in images]
-    cropped = [TF.center_crop(image, crop) for image in resized]  # offset rounded half to even
+    cropped = [resize_center_crop(image, edge, crop) for image in images]  # offset rounded half to even
     return to_normalized_tensor(cropped, mean=config.image_mean, std=config.image_std)  # (b, 3, H, W)
 
 

@@ -43,7 +43,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from eval.metrics.base import PairwiseScorer
-from eval.metrics.hf_clip import load_clip_processor
+from eval.metrics.hf_clip import load_clip_processor, processor_pixels
 from eval.metrics.hub import resolve_dir, resolve_file
 from npnet.errors import UserError
 
@@ -179,7 +179,7 @@ class MPSScorer(PairwiseScorer):
         return out.input_ids.to(self.device)  # (b, 77)
 
     def _score_batch(self, images: list[Image.Image], prompts: list[str]) -> torch.Tensor:
-        pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]  # (b, 3, 224, 224)
+        pixels = processor_pixels(self.processor, images)  # (b, 3, 224, 224)
         pixels = pixels.half().to(device=self.device, dtype=self.dtype)  # rounded to fp16 like the reference
         condition = self._tokens([self.condition]).expand(len(images), -1)  # (b, 77)
         return self.net(pixels, self._tokens(prompts), condition)

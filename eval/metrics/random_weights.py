@@ -41,9 +41,14 @@ class ClipSize:
 
 
 CLIP_SIZES: dict[str, dict[str, ClipSize]] = {
-    "tiny": {"L": ClipSize(32, 8, 32, 2, 4, 32, 2, 4, 16), "H": ClipSize(32, 8, 32, 2, 4, 32, 2, 4, 16)},
+    "tiny": {
+        "L": ClipSize(32, 8, 32, 2, 4, 32, 2, 4, 16),
+        "B32": ClipSize(32, 8, 32, 2, 4, 32, 2, 4, 16),
+        "H": ClipSize(32, 8, 32, 2, 4, 32, 2, 4, 16),
+    },
     "small": {
         "L": ClipSize(224, 14, 256, 4, 4, 256, 4, 4, 256),
+        "B32": ClipSize(224, 14, 256, 4, 4, 256, 4, 4, 256),
         "H": ClipSize(224, 14, 256, 4, 4, 256, 4, 4, 256),
     },
     "full": {
@@ -158,7 +163,7 @@ def write_pickscore(directory: Path, size: str) -> dict:
 
 
 def write_clipscore(directory: Path, size: str) -> dict:
-    write_clip_model(directory / "model", CLIP_SIZES[size].get("B32", CLIP_SIZES[size]["L"]))  # ViT-B/32 when full
+    write_clip_model(directory / "model", CLIP_SIZES[size]["B32"])  # CLIPScore's ViT-B/32
     return {"model": str(directory / "model")}
 
 
