@@ -111,7 +111,7 @@ def resolve_offline(config: LaunchConfig) -> bool:
 OFFLINE_DEFAULTS = ("micro-turbo", "micro")  # few steps, where golden noise rescues seeds; then 20 steps
 
 
-def micro_available(name: str = "micro") -> bool:
+def micro_available(name: str) -> bool:
     """The micro world's shipped generator and the preset's NPNet exist."""
     return unavailable_reason(MODEL_PRESETS[name]) is None
 

@@ -23,6 +23,4 @@ GENERAL_EXAMPLES = (
 
 def example_prompts(model: str) -> list[tuple[str, int]]:
     """(prompt, seed) examples suited to ``model``: grammar captions for the micro world, else scenes."""
-    if model == "micro-turbo":
-        return list(MICRO_TURBO_EXAMPLES)
-    return list(MICRO_EXAMPLES if model.startswith("micro") else GENERAL_EXAMPLES)
+    return list({"micro": MICRO_EXAMPLES, "micro-turbo": MICRO_TURBO_EXAMPLES}.get(model, GENERAL_EXAMPLES))
