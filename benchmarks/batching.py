@@ -29,16 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 MODELS = {"micro": "micro", "tiny-sdxl": "toy-brightness"}  # model -> the scorer its runs use
-MODEL = "micro"
 
 
-def eval_run(service, prompts, steps: int, batch: int | None, out: Path) -> float:
+def eval_run(service, model: str, prompts, steps: int, batch: int | None, out: Path) -> float:
     """Seconds of one eval run (standard + npnet, seed 0, the model's scorer) from an empty folder."""
     from eval.benchmark import BenchmarkConfig, run_benchmark
 
     config = BenchmarkConfig(
-        model=MODEL, prompts=tuple(prompts), out=str(out), seeds=(0,), steps=steps,
-        methods=("standard", "npnet"), metrics=(MODELS[MODEL],), device="cpu", offline=True, batch_size=batch,
+        model=model, prompts=tuple(prompts), out=str(out), seeds=(0,), steps=steps,
+        methods=("standard", "npnet"), metrics=(MODELS[model],), device="cpu", offline=True, batch_size=batch,
     )  # fmt: skip
     start = time.perf_counter()
     result = run_benchmark(config, service=service)
@@ -47,18 +46,18 @@ def eval_run(service, prompts, steps: int, batch: int | None, out: Path) -> floa
     return seconds
 
 
-def plain_loop(service, prompts, steps: int) -> float:
+def plain_loop(service, model: str, prompts, steps: int) -> float:
     """Seconds of the plain diffusers loop: two one-image calls per prompt, then the verifier."""
     import torch
 
     from eval.metrics import get_scorer
     from npnet.diffusion.sampling import encode_prompt, initial_latents, with_scheduler
 
-    preset = service.preset(MODEL)
-    loaded = service.load(MODEL)
+    preset = service.preset(model)
+    loaded = service.load(model)
     pipe = with_scheduler(loaded.pipe, preset.scheduler, progress=False)
     net = loaded.npnets[next(iter(loaded.npnets))]
-    scorer = get_scorer(MODELS[MODEL])
+    scorer = get_scorer(MODELS[model])
     start = time.perf_counter()
     for prompt in prompts:
         x_T = initial_latents(pipe, 0, preset.width, preset.height)
@@ -79,29 +78,29 @@ def plain_loop(service, prompts, steps: int) -> float:
     return time.perf_counter() - start
 
 
-def collect_run(service, prompts, pairs: int, steps: int, batch: int | None, out: Path) -> float:
+def collect_run(service, model: str, prompts, pairs: int, steps: int, batch: int | None, out: Path) -> float:
     """Seconds to collect ``pairs`` noise pairs (Alg. 1) at ``batch`` samples per pipeline call."""
     from eval.metrics import get_scorer
     from npnet.data.collect import CollectConfig, collect
 
     per_prompt = max(1, pairs // len(prompts))
-    config = CollectConfig(MODEL, str(out), per_prompt, steps=steps, batch_size=batch, shard_size=pairs)
+    config = CollectConfig(model, str(out), per_prompt, steps=steps, batch_size=batch, shard_size=pairs)
     start = time.perf_counter()
-    collect(service, config, prompts[: pairs // per_prompt], get_scorer(MODELS[MODEL]), progress=False)
+    collect(service, config, prompts[: pairs // per_prompt], get_scorer(MODELS[model]), progress=False)
     return time.perf_counter() - start
 
 
-def seed_grid(service, prompt: str, steps: int, batched: bool, seeds: int = 32) -> float:
+def seed_grid(service, model: str, prompt: str, steps: int, batched: bool, seeds: int = 32) -> float:
     """Seconds of the Seeds tab's work for ``seeds`` seeds (standard + npnet per seed)."""
     import dataclasses
 
     from npnet.engine import GenerationRequest
 
-    request = GenerationRequest(MODEL, prompt, steps=steps, methods=("standard", "npnet"))
+    request = GenerationRequest(model, prompt, steps=steps, methods=("standard", "npnet"))
     requests = [dataclasses.replace(request, seed=s) for s in range(seeds)]
     start = time.perf_counter()
     if batched:  # as the Seeds tab: the preset's batch_size samples (x 2 methods) per pipeline call
-        service.generate_many(requests, service.preset(MODEL).batch_size * 2)
+        service.generate_many(requests, service.preset(model).batch_size * len(request.methods))
     else:
         for r in requests:
             service.generate(r)
@@ -118,8 +117,7 @@ def main(argv=None) -> None:
     parser.add_argument("--model", choices=sorted(MODELS), default="micro")
     parser.add_argument("--pairs", type=int, default=16, help="noise pairs for the collection timing")
     args = parser.parse_args(argv)
-    global MODEL
-    MODEL = args.model
+    model = args.model
     import torch
 
     torch.set_num_threads(args.threads)
@@ -128,19 +126,19 @@ def main(argv=None) -> None:
 
     prompts = heldout_captions()[: args.prompts]  # captions of the micro grammar; any text for tiny-sdxl
     service = GoldenNoiseService(device="cpu", offline=True, progress=False)
-    default = service.preset(MODEL).batch_size
+    default = service.preset(model).batch_size
     images = 2 * len(prompts)
     with tempfile.TemporaryDirectory() as tmp:
-        eval_run(service, prompts[:2], 2, None, Path(tmp) / "warm")  # load model, NPNet, verifier
-        plain_loop(service, prompts[:1], 2)
+        eval_run(service, model, prompts[:2], 2, None, Path(tmp) / "warm")  # load model, NPNet, verifier
+        plain_loop(service, model, prompts[:1], 2)
         seconds = {
-            f"eval batch={default}": eval_run(service, prompts, args.steps, None, Path(tmp) / "batched"),
-            "eval batch=1": eval_run(service, prompts, args.steps, 1, Path(tmp) / "one"),
-            "plain diffusers": plain_loop(service, prompts, args.steps),
+            f"eval batch={default}": eval_run(service, model, prompts, args.steps, None, Path(tmp) / "batched"),
+            "eval batch=1": eval_run(service, model, prompts, args.steps, 1, Path(tmp) / "one"),
+            "plain diffusers": plain_loop(service, model, prompts, args.steps),
         }
-        collect_s = {b: collect_run(service, prompts, args.pairs, args.steps, b, Path(tmp) / f"npd{b}") for b in (None, 1)}
-    grid = {batched: seed_grid(service, prompts[0], args.steps, batched) for batched in (True, False)}
-    print(f"{MODEL}, {len(prompts)} held-out prompts x (standard, npnet) = {images} images, {args.steps} steps, "
+        collect_s = {b: collect_run(service, model, prompts, args.pairs, args.steps, b, Path(tmp) / f"npd{b}") for b in (None, 1)}
+    grid = {batched: seed_grid(service, model, prompts[0], args.steps, batched) for batched in (True, False)}
+    print(f"{model}, {len(prompts)} held-out prompts x (standard, npnet) = {images} images, {args.steps} steps, "
           f"{args.threads} thread(s)")  # fmt: skip
     print("| run | seconds | images/s |\n|---|---:|---:|")
     for name, s in seconds.items():

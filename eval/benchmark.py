@@ -449,7 +449,8 @@ def _todo(config: BenchmarkConfig, done: dict[str, dict], index: int, seed: int)
     return [m for m in config.methods if not _complete(done.get(f"{index}:{seed}:{m}", {}), config.metrics)]
 
 
-def _prompts(config: BenchmarkConfig) -> list[str]:
+def benchmark_prompts(config: BenchmarkConfig) -> list[str]:
+    """The run's prompts: the given list (stripped, none empty) or the named set, cut to ``limit``."""
     if isinstance(config.prompts, (tuple, list)):
         prompts = [p.strip() for p in config.prompts]
         if not all(prompts):
@@ -472,7 +473,7 @@ def run_benchmark(
 ) -> BenchmarkResult:
     """Run (or resume) a benchmark; returns the merged rows of every rank finished so far."""
     _validate(config)
-    prompts = _prompts(config)
+    prompts = benchmark_prompts(config)
     run_dir = _make_run_dir(config.out)
     if service is None:
         from npnet.engine import GoldenNoiseService

@@ -173,6 +173,11 @@ def npnet_key(preset: ModelPreset, override: str | None = None) -> str:
     return str(override) if override else preset.npnet_checkpoint or TINY_RANDOM_NPNET
 
 
+def npnet_spec(key: str) -> str | None:
+    """What ``load_npnet_for`` loads for an ``npnet_key``: None for the seeded tiny random NPNet."""
+    return None if key == TINY_RANDOM_NPNET else key
+
+
 def resolve_sampling(
     preset: ModelPreset,
     steps: int | None = None,
@@ -256,7 +261,7 @@ def _default(value, fallback):
     return fallback if value is None else value
 
 
-class _PeakMemory:
+class PeakMemory:
     """Peak memory of a block: CUDA max allocated (reset at entry) and the process RSS high-water mark."""
 
     def __init__(self, device: torch.device):
@@ -520,8 +525,7 @@ class GoldenNoiseService:
             return nets[key]
         while len(nets) >= self.max_npnets:
             nets.popitem(last=False)
-        spec = None if key == TINY_RANDOM_NPNET else key
-        nets[key] = load_npnet_for(loaded.preset, loaded.pipe, spec, self.device)
+        nets[key] = load_npnet_for(loaded.preset, loaded.pipe, npnet_spec(key), self.device)
         return nets[key]
 
     # -- generation ----------------------------------------------------------------------------
@@ -534,7 +538,7 @@ class GoldenNoiseService:
             return self._generate_locked(loaded, request, settings, start)
 
     def _generate_locked(self, loaded: LoadedModel, request, settings, start: float) -> GenerationResult:
-        with _PeakMemory(loaded.device) as peak, _large_image_tiling(loaded, settings):
+        with PeakMemory(loaded.device) as peak, _large_image_tiling(loaded, settings):
             timings: dict[str, float] = {}
             view = with_scheduler(loaded.pipe, settings["scheduler"], progress=self.progress)
             settings["scheduler_class"] = type(view.scheduler).__name__
@@ -655,7 +659,7 @@ class GoldenNoiseService:
         per_sample = [
             1 if exact_latents else max(1, batch_size // len(methods))
         ]  # samples per NPNet / re-denoise call
-        with _PeakMemory(loaded.device) as peak, _large_image_tiling(loaded, common):
+        with PeakMemory(loaded.device) as peak, _large_image_tiling(loaded, common):
             timings: dict[str, float] = {}
             view = with_scheduler(loaded.pipe, common["scheduler"], progress=self.progress)
             scheduler_class = type(view.scheduler).__name__

@@ -43,8 +43,7 @@ from benchmarks.gpu_check.checks import (  # noqa: E402
     choose_dtype,
     generate_pairs,
     generation_memory,
-    peak_memory,
-    reset_peak,
+    memory_mb,
     time_npnet_vs_unet,
 )
 from benchmarks.gpu_check.report import environment, paper_figures, verdict, write_report  # noqa: E402
@@ -98,6 +97,7 @@ def prepare(config: CheckConfig) -> Setup:
 def run_stages(config: CheckConfig, setup: Setup) -> tuple[dict, dict, dict]:
     """The five stages in order; returns (checks, memory, wall seconds per stage)."""
     from npnet.diffusion.sampling import free_memory, latent_shape
+    from npnet.engine import PeakMemory
 
     service, device, preset, out = setup.service, setup.device, setup.preset, Path(config.out)
     stages: dict[str, float] = {}
@@ -114,10 +114,10 @@ def run_stages(config: CheckConfig, setup: Setup) -> tuple[dict, dict, dict]:
     )
     checks["npnet_memory"] = checks["timing"].pop("npnet_memory")
     factory = scorer_factory(config, device, _timed(stages, "random_scorers", scorer_kwargs, config, out))
-    reset_peak(device)
-    checks["scores"] = _timed(stages, "scores", score_pairs, results, factory)
-    checks["eval"] = _timed(stages, "eval", run_eval, service, factory, setup.bench, setup.eval_preset)
-    memory["scores_and_eval"] = peak_memory(device)
+    with PeakMemory(device) as peak:
+        checks["scores"] = _timed(stages, "scores", score_pairs, results, factory)
+        checks["eval"] = _timed(stages, "eval", run_eval, service, factory, setup.bench, setup.eval_preset)
+    memory["scores_and_eval"] = memory_mb(peak.result, device)
     free_memory()
     return checks, memory, stages
 

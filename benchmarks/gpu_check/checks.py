@@ -7,9 +7,7 @@ NPNet's memory). The stages themselves are described in ``benchmarks/gpu_check/_
 
 from __future__ import annotations
 
-import resource
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,30 +114,20 @@ def median_ms(fn: Callable[[], Any], device: torch.device, repeats: int, warmup:
     return statistics.median(times)
 
 
-def process_peak_rss() -> int:
-    """The process's peak resident set size in bytes (ru_maxrss: KiB on Linux, bytes on macOS)."""
-    unit = 1 if sys.platform == "darwin" else 1024
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * unit
-
-
-def peak_memory(device: torch.device) -> dict[str, Any]:
-    """The device's peak since the last reset (CUDA), else the process peak RSS, with what it measures."""
+def memory_mb(peak: dict[str, int], device: torch.device) -> dict[str, Any]:
+    """An engine ``PeakMemory`` result as {kind, mb}: CUDA max allocated, else the process peak RSS."""
     if device.type == "cuda":
-        return {"kind": "cuda_max_memory_allocated", "mb": torch.cuda.max_memory_allocated(device) / 2**20}
-    return {"kind": "process_peak_rss (CPU run: everything loaded so far)", "mb": process_peak_rss() / 2**20}
-
-
-def reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+        return {"kind": "cuda_max_memory_allocated", "mb": peak.get("cuda_max_allocated", 0) / 2**20}
+    return {
+        "kind": "process_peak_rss (CPU run: everything loaded so far)",
+        "mb": peak["rss_high_water"] / 2**20,
+    }
 
 
 def generation_memory(results: list, device: torch.device) -> dict[str, Any]:
     """The engine's peak memory over the pair generations (CUDA max allocated, else process peak RSS)."""
-    key = "cuda_max_allocated" if device.type == "cuda" else "rss_high_water"
-    label = "cuda_max_memory_allocated" if device.type == "cuda" else "process_peak_rss (CPU run)"
-    peak = max(r.peak_memory.get(key, 0) for r in results)
-    return {"kind": label, "generation_peak_mb": peak / 2**20}
+    peaks = [memory_mb(r.peak_memory, device) for r in results]
+    return {"kind": peaks[0]["kind"], "generation_peak_mb": max(p["mb"] for p in peaks)}
 
 
 # -- stage 1: pairs ------------------------------------------------------------------------------
@@ -219,14 +207,12 @@ def check_golden_vs_fp32(service, config: CheckConfig, results: list, device: to
     """Each golden latent against a second float32 NPNet (loaded as the engine loads it), then freed."""
     from npnet.diffusion.loading import load_npnet_for
     from npnet.diffusion.sampling import free_memory
-    from npnet.engine import TINY_RANDOM_NPNET, npnet_key
+    from npnet.engine import npnet_key, npnet_spec
 
     with service.lease(config.model) as loaded:
         key = npnet_key(loaded.preset)
         engine_dtype = str(loaded.npnets[key].param_dtype)
-        reference = load_npnet_for(
-            loaded.preset, loaded.pipe, None if key == TINY_RANDOM_NPNET else key, device
-        )
+        reference = load_npnet_for(loaded.preset, loaded.pipe, npnet_spec(key), device)
     goldens, refs = [], []
     with torch.inference_mode():
         for result in results:
@@ -264,16 +250,17 @@ def unet_step_inputs(pipe, embeds, x_T: torch.Tensor, width: int, height: int) -
 
 def npnet_memory_mb(net, x_T: torch.Tensor, cond: torch.Tensor, device: torch.device) -> dict[str, Any]:
     """NPNet's weights and, on CUDA, the activation peak of one forward above what was allocated."""
+    from npnet.engine import PeakMemory
+
     weights = sum(p.numel() * p.element_size() for p in net.parameters()) / 2**20
     if device.type != "cuda":
         return {"weights_mb": weights, "forward_peak_mb": None, "total_mb": None}
     synchronize(device)
     before = torch.cuda.memory_allocated(device)
-    reset_peak(device)
-    with torch.inference_mode():
+    with torch.inference_mode(), PeakMemory(device) as measured:
         net(x_T, cond)
-    synchronize(device)
-    peak = (torch.cuda.max_memory_allocated(device) - before) / 2**20
+        synchronize(device)
+    peak = (measured.result["cuda_max_allocated"] - before) / 2**20
     return {"weights_mb": weights, "forward_peak_mb": peak, "total_mb": weights + peak}
 
 

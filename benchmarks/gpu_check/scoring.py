@@ -8,7 +8,6 @@ Scorers come from ``eval.metrics.get_scorer`` (real weights, or random ones writ
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,11 +90,9 @@ def eval_config(config: CheckConfig, device: torch.device):
 
 def preflight_prompts(bench) -> int:
     """Load the eval prompts before any model (a hub prompt set offline fails here, with its message)."""
-    from eval.prompts import load_prompts
+    from eval.benchmark import benchmark_prompts
 
-    if isinstance(bench.prompts, tuple):
-        return len(bench.prompts[: bench.limit])
-    return len(load_prompts(bench.prompts, limit=bench.limit, column=bench.column))
+    return len(benchmark_prompts(bench))
 
 
 def run_eval(service, factory: Callable, bench, preset_name: str) -> dict[str, Any]:
@@ -103,9 +100,7 @@ def run_eval(service, factory: Callable, bench, preset_name: str) -> dict[str, A
     from eval.benchmark import run_benchmark
     from eval.stats import summarize
 
-    start = time.perf_counter()
-    result = run_benchmark(bench, service=service, scorer_factory=factory)
-    seconds = time.perf_counter() - start
+    result = run_benchmark(bench, service=service, scorer_factory=factory)  # timed as the "eval" stage
     rows = result.rows
     complete = rows[rows["error"].isna()] if "error" in rows else rows
     expected = result.counts["samples"] * len(bench.methods)  # (prompt, seed) samples x methods
@@ -125,7 +120,6 @@ def run_eval(service, factory: Callable, bench, preset_name: str) -> dict[str, A
         "rows": len(complete),
         "expected_rows": expected,
         "failure": result.failure,
-        "seconds": seconds,
         "summary": records,
     }
 
