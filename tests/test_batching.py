@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from counting import CountingService
+from counting import CountingService, Crash, crashing_factory
 
 from eval.benchmark import BenchmarkConfig, load_rows, run_benchmark
 from eval.metrics import get_scorer
@@ -146,28 +146,10 @@ def test_batched_eval_rows_equal_unbatched(service, tmp_path, unbatched_rows, ba
     assert np.allclose(rows["toy-brightness"], unbatched_rows["toy-brightness"], rtol=0, atol=1e-5)
 
 
-class _Kill(BaseException):
-    """A kill: not an Exception, so the runner does not record it as a sample error."""
-
-
 def test_a_run_killed_mid_batch_resumes_exactly(service, tmp_path):
     straight = run_benchmark(_bench(tmp_path / "straight", batch_size=3), service=service).rows
-    calls = {"n": 0}
-
-    def factory(name):
-        scorer = get_scorer(name)
-        inner = scorer.score
-
-        def score(images, prompts):
-            calls["n"] += 1
-            if calls["n"] > 9:  # 2 scorers per sample: killed while scoring sample 5 (the 2nd batch)
-                raise _Kill()
-            return inner(images, prompts)
-
-        scorer.score = score
-        return scorer
-
-    with pytest.raises(_Kill):
+    factory = crashing_factory(9)  # 2 scorers per sample: killed while scoring sample 5 (the 2nd batch)
+    with pytest.raises(Crash):
         run_benchmark(_bench(tmp_path / "killed", batch_size=3), service=service, scorer_factory=factory)
     assert len(load_rows(tmp_path / "killed")) == 4 * 2  # samples 0-3 written, 4 and 5 generated, not written
     counting = CountingService(service)
@@ -263,10 +245,10 @@ def test_batched_collection_resumes_and_shards_byte_identically(service, tmp_pat
     def killed(images, texts):
         calls.append(1)
         if len(calls) == 6:  # in block 1 (samples 4-7), after its first batch was generated
-            raise _Kill()
+            raise Crash()
         return toy(images, texts)
 
-    with pytest.raises(_Kill):
+    with pytest.raises(Crash):
         collect(service, config(tmp_path / "resumed"), prompts, killed, progress=False)
     collect(service, config(tmp_path / "resumed"), prompts, toy, progress=False)
     for rank in (0, 1):

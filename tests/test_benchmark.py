@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from counting import CountingService
+from counting import CountingService, Crash, crashing_factory
 
 from eval.benchmark import BenchmarkConfig, candidate_seeds, load_rows, parse_method, run_benchmark
 from eval.metrics import get_scorer
@@ -46,29 +46,6 @@ def _config(out, **kw) -> BenchmarkConfig:
     )
     base.update(kw)
     return BenchmarkConfig(**base)
-
-
-class Crash(BaseException):
-    """Stands in for a kill: not an Exception, so the runner does not record it as a sample error."""
-
-
-def _crashing_factory(after: int):
-    calls = {"n": 0}
-
-    def factory(name):
-        scorer = get_scorer(name)
-        inner = scorer.score
-
-        def score(images, prompts):
-            calls["n"] += 1
-            if calls["n"] > after:
-                raise Crash()
-            return inner(images, prompts)
-
-        scorer.score = score
-        return scorer
-
-    return factory
 
 
 def test_method_names_and_candidate_seeds():
@@ -113,7 +90,7 @@ def test_resume_after_a_crash_gives_the_uninterrupted_rows(tmp_path, service):
     straight = run_benchmark(_config(tmp_path / "straight"), service=service).rows
     with pytest.raises(Crash):
         run_benchmark(
-            _config(tmp_path / "crashed"), service=service, scorer_factory=_crashing_factory(after=5)
+            _config(tmp_path / "crashed"), service=service, scorer_factory=crashing_factory(after=5)
         )
     partial = load_rows(tmp_path / "crashed")
     assert 0 < len(partial) < len(straight)
