@@ -11,29 +11,14 @@ agree with the reference to 1e-4 in the reference's units.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
+from parity_fixtures import TOLERANCE, fixture_images, load_fixture, max_abs_diff
 
 from eval.metrics import get_scorer
-from eval.metrics.parity import image_sha256, parity_image, seeded_state_dict, write_openai_clip_processor
-
-FIXTURES = Path(__file__).parent / "fixtures" / "parity"
-TOLERANCE = 1e-4  # reference units
-
-
-def load_fixture(name: str) -> dict:
-    return json.loads((FIXTURES / f"{name}.json").read_text())
-
-
-def fixture_images(fixture: dict) -> list:
-    """The fixture's synthetic images, regenerated; their pixels must be the ones the reference scored."""
-    images = [parity_image(spec["kind"], spec["width"], spec["height"]) for spec in fixture["images"]]
-    assert [image_sha256(image) for image in images] == [spec["sha256"] for spec in fixture["images"]]
-    return images
-
+from eval.metrics.parity import seeded_state_dict, write_openai_clip_processor
 
 # ---------------------------------------------------------------- OpenAI CLIP -> transformers CLIPModel
 
@@ -133,10 +118,6 @@ def write_openai_as_transformers(directory: Path, fixture: dict) -> Path:
     state = seeded_state_dict(fixture["state_dict_shapes"], fixture["seed"])
     save_clip_model(directory, openai_config(fixture["openai_clip"]), openai_to_transformers(state))
     return write_openai_clip_processor(directory, fixture["openai_clip"]["image_resolution"])
-
-
-def max_abs_diff(ours: torch.Tensor, reference) -> float:
-    return (ours.double() - torch.tensor(reference, dtype=torch.float64)).abs().max().item()
 
 
 # ---------------------------------------------------------------- PickScore

@@ -11,35 +11,16 @@ the reference's, in the reference's units, to 1e-4. No network: everything is lo
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
+from parity_fixtures import TOLERANCE, fixture_images, load_fixture, max_abs_diff
 
 from eval.metrics.parity import (
-    image_sha256,
-    parity_image,
     seeded_state_dict,
     state_sha256,
     write_openai_clip_processor,
 )
 from eval.metrics.random_weights import write_bert_vocab
-
-FIXTURES = Path(__file__).parent / "fixtures" / "parity"
-TOL = 1e-4
-
-
-def load_fixture(name: str) -> dict:
-    return json.loads((FIXTURES / f"{name}.json").read_text())
-
-
-def fixture_images(fixture: dict) -> list:
-    images = [parity_image(spec["kind"], spec["width"], spec["height"]) for spec in fixture["images"]]
-    assert [image_sha256(image) for image in images] == [spec["sha256"] for spec in fixture["images"]], (
-        "parity_image no longer draws the fixture's images; regenerate the fixtures (scripts/parity)"
-    )
-    return images
 
 
 def fixture_weights(fixture: dict) -> dict[str, torch.Tensor]:
@@ -60,10 +41,6 @@ def converted(project_state: dict[str, torch.Tensor], reference: dict[str, torch
     return {key: reference.get(key, value).contiguous() for key, value in project_state.items()}
 
 
-def max_abs_diff(project: torch.Tensor, reference) -> float:
-    return (project.double() - torch.tensor(reference, dtype=torch.float64)).abs().max().item()
-
-
 # ------------------------------------------------------------------------------------------------- HPSv2
 
 
@@ -81,7 +58,7 @@ def hps(tmp_path_factory):
 def test_hpsv2_matches_reference(hps):
     scorer, fixture, images = hps
     scores = scorer.score(images, fixture["prompts"])  # (B,) 100 x cos
-    assert max_abs_diff(scores / 100.0, fixture["scores"]) <= TOL
+    assert max_abs_diff(scores / 100.0, fixture["scores"]) <= TOLERANCE
 
 
 def test_hpsv2_pil_first_resize_misses_reference(hps):
@@ -93,7 +70,7 @@ def test_hpsv2_pil_first_resize_misses_reference(hps):
     scores = torch.stack(
         [hps_scores(scorer, pixels[i : i + 1], prompt)[0] for i, prompt in enumerate(fixture["prompts"])]
     )
-    assert max_abs_diff(scores / 100.0, fixture["scores"]) > 3 * TOL
+    assert max_abs_diff(scores / 100.0, fixture["scores"]) > 3 * TOLERANCE
 
 
 def test_hps_resize_keeps_overshoot_and_pads_square():
@@ -145,7 +122,7 @@ def imagereward(tmp_path_factory):
 def test_imagereward_matches_reference(imagereward):
     scorer, fixture, images = imagereward
     scores = scorer.score(images, fixture["prompts"])  # (B,) 100 x standardised reward
-    assert max_abs_diff(scores / 100.0, fixture["scores"]) <= TOL
+    assert max_abs_diff(scores / 100.0, fixture["scores"]) <= TOLERANCE
 
 
 # ------------------------------------------------------------------------------------------------------ MPS
@@ -188,10 +165,10 @@ def test_mps_default_matches_readme_inference(mps_files):
     images_a, images_b = [images[a] for a, _ in pairs], [images[b] for _, b in pairs]
     pair_prompts = [prompts[a] for a, _ in pairs]
     logits = fixture["readme"]["logits"]
-    assert max_abs_diff(scorer.score(images_a, pair_prompts), [pair[0] for pair in logits]) <= TOL
-    assert max_abs_diff(scorer.score(images_b, pair_prompts), [pair[1] for pair in logits]) <= TOL
+    assert max_abs_diff(scorer.score(images_a, pair_prompts), [pair[0] for pair in logits]) <= TOLERANCE
+    assert max_abs_diff(scorer.score(images_b, pair_prompts), [pair[1] for pair in logits]) <= TOLERANCE
     preference = scorer.compare(images_a, images_b, pair_prompts)  # (B,) P(a preferred over b)
-    assert max_abs_diff(preference, [probs[0] for probs in fixture["readme"]["probs"]]) <= TOL
+    assert max_abs_diff(preference, [probs[0] for probs in fixture["readme"]["probs"]]) <= TOLERANCE
 
 
 def test_mps_threshold_03_matches_eval_script(mps_files):
@@ -199,7 +176,7 @@ def test_mps_threshold_03_matches_eval_script(mps_files):
 
     kwargs, fixture, images = mps_files
     scores = MPSScorer(**kwargs, condition_threshold=0.3).score(images, fixture["prompts"])
-    assert max_abs_diff(scores, fixture["hpd_eval"]["scores"]) <= TOL
+    assert max_abs_diff(scores, fixture["hpd_eval"]["scores"]) <= TOLERANCE
     readme = [pair[0] for pair in fixture["readme"]["logits"]]  # same (image, prompt) pairs at 0.01
     assert max_abs_diff(scores, readme) > 1e-2  # the fixture's weights make the two thresholds differ
 
