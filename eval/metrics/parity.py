@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from eval.metrics.random_weights import _byte_vocab
+from eval.metrics.random_weights import _byte_vocab, write_clip_processor
 from npnet.errors import UserError
 
 # ---------------------------------------------------------------- parity fixtures (issue 13)
@@ -132,16 +132,9 @@ def write_openai_bpe_files(directory: Path, bpe_gz: str | Path) -> tuple[Path, P
 def write_openai_clip_processor(directory: Path, image_size: int, bpe_gz: str | Path | None = None) -> Path:
     """Tokenizer + image processor files like the hub's openai/clip-vit-* and laion/CLIP-ViT-H-14-*
     repos: the real 49408-token CLIP BPE vocabulary, shortest-edge resize and centre crop."""
-    from transformers import CLIPImageProcessor, CLIPTokenizer
-
-    vocab_path, merges_path = write_openai_bpe_files(directory, bpe_gz or openai_bpe_path())
-    CLIPTokenizer(vocab=str(vocab_path), merges=str(merges_path), model_max_length=77).save_pretrained(
-        directory
+    return write_clip_processor(
+        directory, image_size, write_openai_bpe_files(directory, bpe_gz or openai_bpe_path())
     )
-    CLIPImageProcessor(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-    ).save_pretrained(directory)
-    return directory
 
 
 def parity_fixture_json(fixture: dict) -> str:

@@ -74,16 +74,19 @@ def _byte_vocab() -> dict[str, int]:
     return vocab
 
 
-def write_clip_processor(directory: Path, image_size: int) -> Path:
-    """Tokenizer + image processor files, laid out like a CLIP hub repo."""
+def write_clip_processor(directory: Path, image_size: int, bpe: tuple[Path, Path] | None = None) -> Path:
+    """Tokenizer + image processor files, laid out like a CLIP hub repo; ``bpe``: (vocab.json, merges.txt)
+    to use (default: the byte-level test vocabulary, written here)."""
     from transformers import CLIPImageProcessor, CLIPTokenizer
 
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "vocab.json").write_text(json.dumps(_byte_vocab()))
-    (directory / "merges.txt").write_text("#version: 0.2\n")
+    if bpe is None:
+        bpe = (directory / "vocab.json", directory / "merges.txt")
+        bpe[0].write_text(json.dumps(_byte_vocab()))
+        bpe[1].write_text("#version: 0.2\n")
     tokenizer = CLIPTokenizer(
-        str(directory / "vocab.json"), str(directory / "merges.txt"), model_max_length=77
-    )
+        str(bpe[0]), str(bpe[1]), model_max_length=77
+    )  # positional: transformers 4 and 5
     tokenizer.save_pretrained(directory)
     CLIPImageProcessor(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}

@@ -22,7 +22,7 @@ Stand-ins: the released checkpoint is a pickled ``CLIPModel`` around CLIP ViT-H-
 ``seeded_state_dict`` of its parameter shapes (buffers as built), and the model goes through
 ``torch.save(model)`` / ``torch.load`` like the released file. The tokenizer and image processor
 (``laion/CLIP-ViT-H-14-laion2B-s32B-b79K`` on the hub) are written locally: the real 49408-token
-CLIP BPE vocabulary (``write_openai_bpe_files``, from open_clip's copy of OpenAI's BPE file),
+CLIP BPE vocabulary (``write_openai_clip_processor``, from open_clip's copy of OpenAI's BPE file),
 loaded with ``AutoTokenizer`` (fast) and ``CLIPImageProcessor`` as the reference does.
 Precision: the reference runs an fp16 model on CUDA and casts the pixels with ``.half()``; here the
 model is float32 on CPU, the ``.half()`` rounding of the pixels is kept, and a pre-hook casts them
@@ -55,20 +55,6 @@ CONDITION = (
     "light, color, clarity, tone, style, ambiance, artistry, shape, face, hair, hands, limbs, structure, "
     "instance, texture, quantity, attributes, position, number, location, word, things."
 )
-
-
-def write_processor(directory: Path) -> Path:
-    """Tokenizer (real CLIP BPE) + image processor files, written with the reference's transformers."""
-    from transformers import CLIPImageProcessor, CLIPTokenizer
-
-    from eval.metrics.parity import openai_bpe_path, write_openai_bpe_files
-
-    vocab, merges = write_openai_bpe_files(directory, openai_bpe_path())
-    CLIPTokenizer(str(vocab), str(merges), model_max_length=77).save_pretrained(directory)
-    CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(
-        directory
-    )
-    return directory
 
 
 def build_reference(workdir: Path, seed: int):
@@ -124,6 +110,7 @@ def main(args: argparse.Namespace) -> None:
         image_sha256,
         parity_fixture_json,
         parity_inputs,
+        write_openai_clip_processor,
     )
 
     torch.set_num_threads(1)
@@ -134,7 +121,7 @@ def main(args: argparse.Namespace) -> None:
     pairs = [(i, (i + 1) % len(images)) for i in range(len(images))]  # (a, b), scored with prompts[a]
     probs_fn, logits_fn = readme_functions(args.mps_repo / "README.md")
     with tempfile.TemporaryDirectory() as tmp:
-        processor_dir = write_processor(Path(tmp) / "processor")
+        processor_dir = write_openai_clip_processor(Path(tmp) / "processor", 224)
         image_processor = CLIPImageProcessor.from_pretrained(processor_dir)
         tokenizer = AutoTokenizer.from_pretrained(processor_dir, trust_remote_code=True)
         model, weights = build_reference(Path(tmp), args.seed)
