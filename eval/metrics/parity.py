@@ -175,3 +175,24 @@ def parity_inputs(extra_specs=()) -> tuple[list[dict], list, list[str]]:
     specs = [*extra_specs, *PARITY_IMAGES]
     images = [parity_image(**spec) for spec in specs]
     return specs, images, [PARITY_PROMPTS[i % len(PARITY_PROMPTS)] for i in range(len(images))]
+
+
+def write_traced_openai_clip(path: Path, arch: dict, seed: int) -> dict[str, torch.Tensor]:
+    """Seeded weights of OpenAI ``clip.model.CLIP(**arch)`` saved as a traced TorchScript archive, the format
+    of OpenAI's released checkpoints (``clip.load``'s state-dict fallback re-reads a half-consumed file
+    handle on torch 2.x). Reference venvs only: needs the ``clip`` package."""
+    import clip
+
+    model = clip.model.CLIP(**arch).eval()
+    state = seeded_state_dict({key: list(value.shape) for key, value in model.state_dict().items()}, seed)
+    model.load_state_dict(state)
+    pixels = torch.zeros(1, 3, arch["image_resolution"], arch["image_resolution"])  # (1, 3, S, S)
+    torch.jit.save(torch.jit.trace(model, (pixels, clip.tokenize(["a"]))), str(path))  # tokens (1, 77)
+    return state
+
+
+def check_state_equal(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """``model`` holds exactly ``state`` (clip.load rounds weights through float16; seeded ones are exact)."""
+    assert sorted(model.state_dict()) == sorted(state)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key

@@ -40,11 +40,13 @@ from torch import nn  # noqa: E402
 
 from eval.metrics.parity import (  # noqa: E402
     PARITY_IMAGES,
+    check_state_equal,
     checkout_commit,
     image_sha256,
     parity_fixture_json,
     parity_image,
     seeded_state_dict,
+    write_traced_openai_clip,
 )
 
 TINY_CLIP = {
@@ -62,18 +64,6 @@ def reference_definitions(checkout: Path) -> types.SimpleNamespace:
     namespace = {"nn": nn, "torch": torch, "pl": types.SimpleNamespace(LightningModule=nn.Module)}
     exec(compile(ast.Module(body=wanted, type_ignores=[]), "simple_inference.py", "exec"), namespace)
     return types.SimpleNamespace(MLP=namespace["MLP"], normalized=namespace["normalized"])
-
-
-def write_openai_clip(path: Path, seed: int) -> dict[str, torch.Tensor]:
-    """Seeded TINY_CLIP weights saved as a traced TorchScript archive, like OpenAI's checkpoints."""
-    model = clip.model.CLIP(**TINY_CLIP).eval()
-    state = seeded_state_dict({key: list(value.shape) for key, value in model.state_dict().items()}, seed)
-    model.load_state_dict(state)
-    pixels = torch.zeros(
-        1, 3, TINY_CLIP["image_resolution"], TINY_CLIP["image_resolution"]
-    )  # (1, 3, 224, 224)
-    torch.jit.save(torch.jit.trace(model, (pixels, clip.tokenize(["a"]))), str(path))
-    return state
 
 
 def predict(ref, model, model2, preprocess, img_path: Path, device="cpu") -> float:
@@ -103,13 +93,13 @@ def main() -> None:
         key: list(value.shape) for key, value in ref.MLP(TINY_CLIP["embed_dim"]).state_dict().items()
     }
     with tempfile.TemporaryDirectory() as tmp:
-        clip_state = write_openai_clip(Path(tmp) / "tiny-ViT-L-14.pt", args.seed)
+        clip_state = write_traced_openai_clip(Path(tmp) / "tiny-ViT-L-14.pt", TINY_CLIP, args.seed)
         torch.save(seeded_state_dict(mlp_shapes, args.seed + 1), Path(tmp) / "mlp.pth")
         model = ref.MLP(TINY_CLIP["embed_dim"])
         model.load_state_dict(torch.load(Path(tmp) / "mlp.pth"))
         model.eval()
         model2, preprocess = clip.load(str(Path(tmp) / "tiny-ViT-L-14.pt"), device="cpu")
-        assert all(torch.equal(value, clip_state[key]) for key, value in model2.state_dict().items())
+        check_state_equal(model2, clip_state)
         for index, image in enumerate(images):
             image.save(Path(tmp) / f"{index}.png")
         scores = [predict(ref, model, model2, preprocess, Path(tmp) / f"{i}.png") for i in range(len(images))]

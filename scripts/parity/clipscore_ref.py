@@ -40,11 +40,12 @@ import torch  # noqa: E402
 from eval.metrics.parity import (  # noqa: E402
     PARITY_IMAGES,
     PARITY_PROMPTS,
+    check_state_equal,
     checkout_commit,
     image_sha256,
     parity_fixture_json,
     parity_image,
-    seeded_state_dict,
+    write_traced_openai_clip,
 )
 
 # clip.model.CLIP(embed_dim, image_resolution, vision_layers, vision_width, vision_patch_size,
@@ -54,28 +55,6 @@ TINY_CLIP = {
     "context_length": 77, "vocab_size": 49408, "transformer_width": 128, "transformer_heads": 2,
     "transformer_layers": 2,
 }  # fmt: skip
-
-
-def write_openai_clip(path: Path, seed: int) -> dict[str, torch.Tensor]:
-    """Save seeded TINY_CLIP weights as a traced TorchScript archive, the format of OpenAI's released
-    checkpoints (clip.load's state-dict fallback re-reads a half-consumed file handle on torch 2.x)."""
-    model = clip.model.CLIP(**TINY_CLIP).eval()
-    shapes = {key: list(value.shape) for key, value in model.state_dict().items()}
-    state = seeded_state_dict(shapes, seed)
-    model.load_state_dict(state)
-    pixels = torch.zeros(
-        1, 3, TINY_CLIP["image_resolution"], TINY_CLIP["image_resolution"]
-    )  # (1, 3, 224, 224)
-    tokens = clip.tokenize(["a"])  # (1, 77)
-    torch.jit.save(torch.jit.trace(model, (pixels, tokens)), str(path))
-    return state
-
-
-def check_loaded(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """clip.load rounds weights through float16; the seeded ones are float16-exact, so nothing moves."""
-    assert sorted(model.state_dict()) == sorted(state)
-    for key, value in model.state_dict().items():
-        assert torch.equal(value, state[key]), key
 
 
 def import_clipscore(checkout: Path) -> types.ModuleType:
@@ -104,10 +83,10 @@ def main() -> None:
     images = [parity_image(**spec) for spec in PARITY_IMAGES]
     pairs = [(p, i) for p in range(len(PARITY_PROMPTS)) for i in range(len(images))]  # prompt-major
     with tempfile.TemporaryDirectory() as tmp:
-        state = write_openai_clip(Path(tmp) / "tiny-ViT-B-32.pt", args.seed)
+        state = write_traced_openai_clip(Path(tmp) / "tiny-ViT-B-32.pt", TINY_CLIP, args.seed)
         model, _ = clip.load(str(Path(tmp) / "tiny-ViT-B-32.pt"), device="cpu", jit=False)
         model.eval()
-        check_loaded(model, state)
+        check_state_equal(model, state)
         for index, image in enumerate(images):
             image.save(Path(tmp) / f"{index}.png")
         paths = [str(Path(tmp) / f"{i}.png") for _, i in pairs]
