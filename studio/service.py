@@ -168,14 +168,8 @@ class StudioService:
     # -- generation and scoring --------------------------------------------------------------------
     def generate(self, request: GenerationRequest, metrics: list[str] | tuple[str, ...] = ()) -> Pair:
         """Generate every requested method from one seed, score the images and write the download bundle."""
-        unknown = [m for m in request.methods if m not in METHODS]
-        if unknown or not request.methods:
-            raise UserError(f"choose at least one method from {', '.join(METHODS)}")
-        result = self.engine.generate(request)
-        pair = Pair(result)
-        self.score_pair(pair, metrics)
-        pair.bundle = self.write_bundle(pair)
-        return pair
+        _check_methods(request.methods)
+        return self._pair(self.engine.generate(request), metrics)
 
     def generate_many(self, requests, metrics: list[str] | tuple[str, ...] = ()) -> list[Pair]:
         """``generate`` for requests differing only in prompt/seed, batched by the model preset's batch_size."""
@@ -183,17 +177,16 @@ class StudioService:
         if not requests:
             return []
         methods = requests[0].methods
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown or not methods:
-            raise UserError(f"choose at least one method from {', '.join(METHODS)}")
+        _check_methods(methods)
         batch = self.engine.preset(requests[0].model).batch_size
-        pairs = []
-        for result in self.engine.generate_many(requests, batch * len(methods)):
-            pair = Pair(result)
-            self.score_pair(pair, metrics)
-            pair.bundle = self.write_bundle(pair)
-            pairs.append(pair)
-        return pairs
+        return [self._pair(result, metrics) for result in self.engine.generate_many(requests, batch * len(methods))]
+
+    def _pair(self, result, metrics) -> Pair:
+        """A generation result scored with ``metrics`` and written as a download bundle."""
+        pair = Pair(result)
+        self.score_pair(pair, metrics)
+        pair.bundle = self.write_bundle(pair)
+        return pair
 
     def scorer(self, name: str):
         """The scorer ``name`` on the engine's device (built once, loaded on first use)."""
@@ -317,3 +310,8 @@ class StudioService:
 def preset_summary(model: str) -> str:
     p = MODEL_PRESETS[model]
     return f"{p.description} — {p.width}x{p.height}, {p.steps} steps, CFG {p.guidance_scale}, {p.scheduler}"
+
+
+def _check_methods(methods) -> None:
+    if not methods or any(m not in METHODS for m in methods):
+        raise UserError(f"choose at least one method from {', '.join(METHODS)}")
