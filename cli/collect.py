@@ -29,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     parser.add_argument("--cfg", type=float, default=None, help="CFG w_l (default: the model preset's)")
     parser.add_argument("--inversion-cfg", type=float, default=1.0, help="CFG w_w of the inversion step")
-    parser.add_argument("--scheduler", default="ddim")
+    parser.add_argument(
+        "--scheduler", default=None, help="sampler (default: ddim, as the paper; flow-matching models: their own)"
+    )
     parser.add_argument(
         "--scorer", required=True, help="eval scorer name (hpsv2, pickscore, toy-brightness, ...)"
     )
@@ -54,9 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--redenoise-solver",
-        choices=("ddim", "dpmsolver"),
+        choices=("ddim", "dpmsolver", "flow-euler"),
         default=None,
-        help="ddim | dpmsolver (default: the model preset's; dreamshaper-xl-v2-turbo: dpmsolver, App. A.5)",
+        help="ddim | dpmsolver | flow-euler (default: the model preset's; dreamshaper-xl-v2-turbo: dpmsolver, "
+        "App. A.5; SD3 / Flux: flow-euler)",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--out", required=True, help="NPD output folder (resumes when it exists)")

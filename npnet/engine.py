@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from npnet.diffusion.families import get_family
 from npnet.diffusion.loading import (
     load_npnet_for,
     load_pipeline,
@@ -35,7 +36,7 @@ from npnet.diffusion.loading import (
     resolve_dtype,
     unavailable_reason,
 )
-from npnet.diffusion.presets import MODEL_PRESETS, ModelPreset, hub_offline, resolve_model
+from npnet.diffusion.presets import MODEL_PRESETS, ModelPreset, hub_offline, no_npnet_message, resolve_model
 from npnet.diffusion.redenoise import REDENOISE_MODES, check_solver, first_timestep, redenoise_trace
 from npnet.diffusion.sampling import (
     PromptEmbeds,
@@ -56,6 +57,7 @@ METHODS = ("standard", "npnet", "inversion")
 # Settings that may differ between the requests of one ``generate_many`` call (everything else must agree).
 PER_SAMPLE_SETTINGS = ("prompt", "seed")
 TINY_RANDOM_NPNET = "tiny-random(seed=0)"  # presets without a checkpoint (tiny-*) get a seeded random NPNet
+NO_NPNET = "none"  # hub presets without a released NPNet (sd15, sd3.5-*, flux-*): the npnet method is refused
 
 
 @dataclass(frozen=True)
@@ -166,15 +168,20 @@ def _scale(name: str, value) -> float:
 
 
 def npnet_key(preset: ModelPreset, override: str | None = None) -> str:
-    """The NPNet a request uses: the override, else the preset's checkpoint, else the tiny random one.
+    """The NPNet a request uses: the override, else the preset's checkpoint, else the tiny random one
+    (offline presets) or ``NO_NPNET`` (hub models without a released NPNet: never silently standard noise).
 
     The one place this is decided; the key names the NPNet in ``LoadedModel.npnets`` and in settings.
     """
-    return str(override) if override else preset.npnet_checkpoint or TINY_RANDOM_NPNET
+    if override:
+        return str(override)
+    return preset.npnet_checkpoint or (TINY_RANDOM_NPNET if preset.offline else NO_NPNET)
 
 
-def npnet_spec(key: str) -> str | None:
+def npnet_spec(key: str, preset: ModelPreset | None = None) -> str | None:
     """What ``load_npnet_for`` loads for an ``npnet_key``: None for the seeded tiny random NPNet."""
+    if key == NO_NPNET:
+        raise UserError(no_npnet_message(preset))
     return None if key == TINY_RANDOM_NPNET else key
 
 
@@ -210,6 +217,12 @@ def resolve_sampling(
     cfg = _scale("guidance_scale", _default(guidance_scale, preset.guidance_scale))
     if "inversion" in methods and redenoise_steps < 2:
         raise UserError(f"the inversion method needs redenoise_steps >= 2; got {redenoise_steps}")
+    family = get_family(preset.family)
+    key = npnet_key(preset, npnet)
+    if "npnet" in methods and key == NO_NPNET:
+        raise UserError(no_npnet_message(preset))
+    if "inversion" in methods:
+        family.check_mode(redenoise_mode)
     return {
         "model": preset.name,
         "family": preset.family,
@@ -222,20 +235,21 @@ def resolve_sampling(
         "inversion_guidance_scale": _scale(
             "inversion_guidance_scale", _default(inversion_guidance_scale, preset.inversion_guidance_scale)
         ),
-        "scheduler": check_scheduler_name(scheduler or preset.scheduler),
+        "scheduler": family.check_scheduler(check_scheduler_name(scheduler or preset.scheduler)),
         "width": width,
         "height": height,
         "methods": list(methods),
-        "npnet": npnet_key(preset, npnet),
+        "npnet": key,
         "redenoise_mode": redenoise_mode,
         "redenoise_steps": redenoise_steps,
-        "redenoise_solver": check_solver(redenoise_solver or preset.redenoise_solver),
+        "redenoise_solver": family.check_solver(check_solver(redenoise_solver or preset.redenoise_solver)),
     }
 
 
 def resolve_settings(request: GenerationRequest, preset: ModelPreset) -> dict[str, Any]:
     """A request's full settings: prompt and seed checked, sampling settings from ``resolve_sampling``."""
     check_prompt(request.prompt)
+    get_family(preset.family).check_negative(request.negative_prompt)
     if isinstance(request.seed, bool) or not isinstance(request.seed, int) or not 0 <= request.seed < 2**63:
         raise UserError(f"seed must be an integer in [0, 2**63); got {request.seed!r}")
     sampling = resolve_sampling(
@@ -525,7 +539,7 @@ class GoldenNoiseService:
             return nets[key]
         while len(nets) >= self.max_npnets:
             nets.popitem(last=False)
-        nets[key] = load_npnet_for(loaded.preset, loaded.pipe, npnet_spec(key), self.device)
+        nets[key] = load_npnet_for(loaded.preset, loaded.pipe, npnet_spec(key, loaded.preset), self.device)
         return nets[key]
 
     # -- generation ----------------------------------------------------------------------------

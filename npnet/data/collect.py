@@ -43,6 +43,7 @@ from npnet.data.dataset import (
     write_embed,
     write_shard,
 )
+from npnet.diffusion.families import get_family
 from npnet.engine import GenerationRequest, resolve_sampling
 from npnet.errors import UserError, check_whole_number
 from npnet.io import JsonlTable, dist_rank_world, shard
@@ -109,7 +110,7 @@ class CollectConfig:
     redenoise_cfg: float | None = None  # w_l of the DDIM step; None: the sampling CFG (the paper's setting)
     redenoise_steps: int | None = None  # DDIM step size 1000/N; None: the sampling schedule
     margin: float = 0.0  # keep iff s_0 + margin < s'_0 (Alg. 1 line 11)
-    scheduler: str = "ddim"
+    scheduler: str | None = None  # None: the family's collection sampler (DDIM, App. A.5; flow: the model's)
     seed_base: int = 0
     seed_range: tuple[int, int] = (0, 1024)
     shard_size: int = 64  # pairs per shard: the resume unit
@@ -142,12 +143,13 @@ def _check_inputs(prompts: list[str], scorer: Scorer) -> None:
 
 def collection_settings(service, config: CollectConfig, prompts: list[str], scorer: Scorer) -> dict[str, Any]:
     """What ``config.json`` records: the sampling settings with the preset's defaults filled in, and the plan."""
+    preset = service.preset(config.model)
     sampling = resolve_sampling(
-        service.preset(config.model),
+        preset,
         steps=config.steps,
         guidance_scale=config.cfg,
         inversion_guidance_scale=config.inversion_cfg,
-        scheduler=config.scheduler,
+        scheduler=config.scheduler or get_family(preset.family).collect_scheduler,
         methods=("standard", "inversion"),
         redenoise_steps=config.redenoise_steps,
         redenoise_mode=config.redenoise_mode,

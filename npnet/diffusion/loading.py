@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 
 from npnet.checkpoints import load_npnet
+from npnet.diffusion.families import family_of, get_family
 from npnet.diffusion.presets import MICRO_BUILD_HINT, ModelPreset, describe_presets
-from npnet.diffusion.sampling import check_npnet_matches, embedding_width
+from npnet.diffusion.sampling import check_npnet_matches
 from npnet.diffusion.schedulers import make_scheduler
 from npnet.errors import UserError
 from npnet.paths import asset_path
@@ -79,8 +80,7 @@ def _from_hub(preset: ModelPreset, dtype: torch.dtype, offline: bool):
     kwargs = {"dtype": dtype, "local_files_only": offline}
     if variant:
         kwargs["variant"] = variant
-    if preset.family == "hunyuan-dit":
-        kwargs["safety_checker"] = None
+    kwargs.update(get_family(preset.family).hub_kwargs)
     try:
         if preset.unet_id:
             kwargs["unet"] = _hub_unet(preset, dtype, offline, variant)
@@ -149,7 +149,7 @@ def unavailable_reason(preset: ModelPreset) -> str | None:
 def load_npnet_for(preset: ModelPreset, pipe, spec: str | None, device: torch.device):
     """The NPNet ``spec`` (or a seeded tiny random one when None) in float32 on ``device``, checked against ``pipe``."""
     if spec is None:
-        net = build_tiny_npnet(embedding_width(pipe), seed=0, device=device)
+        net = build_tiny_npnet(seed=0, device=device, preset=preset.npnet_preset, **family_of(pipe).npnet_shape(pipe))
     else:
         net = load_npnet(resolve_npnet_spec(preset, spec), device=device)
     check_npnet_matches(net, pipe)

@@ -43,7 +43,7 @@ class ModelPreset:
     """
 
     name: str
-    family: str  # "sdxl" | "hunyuan-dit"
+    family: str  # npnet.diffusion.families name: "sdxl" | "hunyuan-dit" | "sd15" | "sd3" | "flux"
     pipeline_class: str  # diffusers class name
     hub_id: str | None
     npnet_preset: str  # npnet.model.NPNET_PRESETS key
@@ -67,7 +67,7 @@ class ModelPreset:
     collect_steps: int = 10  # re-denoise/collection steps used by the paper (App. A.5)
     # re-denoise solver (npnet.diffusion.redenoise): "ddim" (SDXL, Hunyuan-DiT) or "dpmsolver" (App. A.5:
     # DreamShaper-xl-v2-turbo was collected with a DPMSolver inverse scheduler at 4 steps)
-    redenoise_solver: str = "ddim"
+    redenoise_solver: str = "ddim"  # flow-matching families (SD3, Flux): "flow-euler"
     size_multiple: int = 8
     assets: tuple[str, ...] = ()  # shipped files (``assets/...``) the builder needs
     max_side: int | None = None  # largest image side in px; None: SIDE_LIMIT_FACTOR x the native side
@@ -266,6 +266,19 @@ MICRO_BUILD_HINT = (
     "build the micro world with `python -m cli micro train-generator ... --export-to assets/micro/generator` "
     "and its NPNet with `python -m cli micro-npnet all ...` then `export` (see the README's micro section)"
 )
+
+
+def no_npnet_message(preset: ModelPreset | None) -> str:
+    """What to say when a model has no released NPNet: that none exists yet, and how to make one."""
+    name = preset.name if preset is not None else "this model"
+    npnet = preset.npnet_preset if preset is not None else "PRESET"
+    return (
+        f"no NPNet has been released for {name} yet, so golden noise (the npnet method) needs one you "
+        f"train: collect noise pairs with `python -m cli collect --model {name} --prompts PROMPTS "
+        f"--scorer hpsv2 --out runs/{name}-npd`, train with `python -m cli train --data runs/{name}-npd "
+        f"--preset {npnet} --out runs/{name}-npnet`, then pass --npnet runs/{name}-npnet/best/npnet.safetensors "
+        "(the standard and inversion methods work without one)"
+    )
 
 
 def get_model_preset(name: str, presets: Mapping[str, ModelPreset] | None = None) -> ModelPreset:

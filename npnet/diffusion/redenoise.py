@@ -25,6 +25,12 @@ Solvers (``solver``; the model preset's ``redenoise_solver``):
   timestep (a timestep missing from that grid makes diffusers take its last step, up to its noisiest
   level).
 
+- ``"flow-euler"``: flow matching (SD3, Flux): one Euler step of the pipeline's
+  ``FlowMatchEulerDiscreteScheduler`` from sigma = 1 on its own sigmas (shift / ``mu``) and the inverse
+  Euler step back (``npnet.diffusion.flow_redenoise``, with Theorem E.1 redone for velocities).
+
+Which solvers fit a pipeline is the family's decision (``Family.redenoise_solvers``).
+
 Modes:
 - ``"correct"``: the inversion evaluates eps at x_{T-k}'s own timestep T-k and steps T-k -> T, so
   x'_T has exactly x_T's noise level (the round trip of Eq. 11-12).
@@ -40,12 +46,13 @@ from dataclasses import dataclass
 
 import torch
 
-from npnet.diffusion.sampling import PromptEmbeds, denoiser, family_of
+from npnet.diffusion.families import family_of
+from npnet.diffusion.sampling import PromptEmbeds
 from npnet.diffusion.schedulers import accepted_config
 from npnet.errors import UserError
 
 REDENOISE_MODES = ("correct", "official")
-REDENOISE_SOLVERS = ("ddim", "dpmsolver")
+REDENOISE_SOLVERS = ("ddim", "dpmsolver", "flow-euler")
 
 
 @dataclass(frozen=True)
@@ -62,116 +69,43 @@ class RedenoiseTrace:
     t_to: int  # level x'_T lands on
     mode: str
     solver: str = "ddim"
+    sigma_start: float | None = None  # flow matching: sigma of x_T (1) and of x_mid
+    sigma_mid: float | None = None
 
 
-# -- guided model predictions (per family) ------------------------------------------------------
-def cfg(uncond: torch.Tensor, cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
-    """Eq. 3 in diffusers' convention: out_u + w (out_c - out_u) (paper omega = w - 1)."""
-    return uncond + guidance_scale * (cond - uncond)
+# -- guided model predictions (asked of the family) ---------------------------------------------
+def _call(pipe, x: torch.Tensor, embeds: PromptEmbeds):
+    """(family, x on the denoiser's device and dtype, embeddings with B rows on that device)."""
+    family = family_of(pipe)
+    x = x.to(device=pipe._execution_device, dtype=family.denoiser(pipe).dtype)
+    return family, x, embeds.expand(x.shape[0]).to(device=x.device).tensors
 
 
-def _pairs(embeds: PromptEmbeds, batch: int, device) -> dict[str, torch.Tensor]:
-    """[uncond; cond] stacks of every tensor, as the pipelines build for CFG: (2B, ...); ``embeds``: one
-    prompt (repeated) or B prompts stacked (``PromptEmbeds.stack``)."""
-    rep = embeds.expand(batch).to(device=device).tensors
-    out = {}
-    for key, value in rep.items():
-        if key.startswith("negative_"):
-            out[key[len("negative_") :]] = torch.cat([value, rep[key[len("negative_") :]]])
-    return out
-
-
-def _sdxl_outputs(pipe, x: torch.Tensor, t: int, embeds: PromptEmbeds, guidance_scale: float):
-    unet = pipe.unet
-    b, _, h, w = x.shape
-    pairs = _pairs(embeds, b, x.device)
-    size = (h * pipe.vae_scale_factor, w * pipe.vae_scale_factor)
-    proj = (
-        pipe.text_encoder_2.config.projection_dim
-        if pipe.text_encoder_2 is not None
-        else int(pairs["pooled_prompt_embeds"].shape[-1])
-    )
-    time_ids = pipe._get_add_time_ids(size, (0, 0), size, dtype=x.dtype, text_encoder_projection_dim=proj)
-    timestep_cond = None
-    if unet.config.time_cond_proj_dim is not None:  # guidance-embedded UNets (LCM)
-        scale = torch.tensor(guidance_scale - 1).repeat(2 * b)
-        timestep_cond = pipe.get_guidance_scale_embedding(scale, embedding_dim=unet.config.time_cond_proj_dim)
-        timestep_cond = timestep_cond.to(device=x.device, dtype=x.dtype)
-    out = unet(
-        torch.cat([x, x]),  # (2B, C, h, w)
-        t,
-        encoder_hidden_states=pairs["prompt_embeds"],
-        timestep_cond=timestep_cond,
-        added_cond_kwargs={
-            "text_embeds": pairs["pooled_prompt_embeds"],
-            "time_ids": time_ids.repeat(2 * b, 1),
-        },
-        return_dict=False,
-    )[0]
-    return out.chunk(2)
-
-
-def _hunyuan_outputs(pipe, x: torch.Tensor, t: int, embeds: PromptEmbeds):
-    from diffusers.models.embeddings import get_2d_rotary_pos_embed
-    from diffusers.pipelines.hunyuandit.pipeline_hunyuandit import get_resize_crop_region_for_grid
-
-    net = pipe.transformer
-    b, c, h, w = x.shape
-    pairs = _pairs(embeds, b, x.device)
-    patch = net.config.patch_size
-    grid = (h // patch, w // patch)
-    crops = get_resize_crop_region_for_grid(grid, 512 // 8 // patch)
-    rotary = get_2d_rotary_pos_embed(
-        net.inner_dim // net.num_heads, crops, grid, device=x.device, output_type="pt"
-    )
-    size = (h * pipe.vae_scale_factor, w * pipe.vae_scale_factor)
-    meta = torch.tensor([[1024, 1024, *size, 0, 0]], dtype=x.dtype, device=x.device).repeat(2 * b, 1)
-    out = net(
-        torch.cat([x, x]),  # (2B, C, h, w)
-        torch.full((2 * b,), float(t), device=x.device, dtype=x.dtype),
-        encoder_hidden_states=pairs["prompt_embeds"],
-        text_embedding_mask=pairs["prompt_attention_mask"],
-        encoder_hidden_states_t5=pairs["prompt_embeds_2"],
-        text_embedding_mask_t5=pairs["prompt_attention_mask_2"],
-        image_meta_size=meta,
-        style=torch.zeros(2 * b, dtype=torch.long, device=x.device),
-        image_rotary_emb=rotary,
-        return_dict=False,
-    )[0]
-    out = out[:, :c]  # drop the learned-sigma channels: (2B, C, h, w)
-    return out.chunk(2)
-
-
-def model_outputs(pipe, x: torch.Tensor, t: int, embeds: PromptEmbeds, guidance_scale: float = 1.0):
+def model_outputs(pipe, x: torch.Tensor, t, embeds: PromptEmbeds, guidance_scale: float = 1.0):
     """(uncond, cond) raw denoiser outputs (the scheduler's prediction type) at ``t``, in float32."""
-    net = denoiser(pipe)
-    x = x.to(device=pipe._execution_device, dtype=net.dtype)
+    family, x, tensors = _call(pipe, x, embeds)
     with torch.inference_mode():
-        if family_of(pipe) == "hunyuan-dit":
-            uncond, cond = _hunyuan_outputs(pipe, x, t, embeds)
-        else:
-            uncond, cond = _sdxl_outputs(pipe, x, t, embeds, guidance_scale)
+        uncond, cond = family.model_outputs(pipe, x, t, tensors, guidance_scale)
     return uncond.float(), cond.float()
 
 
 def uses_cfg(pipe, guidance_scale: float) -> bool:
-    """As the diffusers pipelines decide: CFG only for w > 1 and not for guidance-embedded UNets (LCM)."""
-    if family_of(pipe) == "sdxl" and pipe.unet.config.time_cond_proj_dim is not None:
-        return False
-    return guidance_scale > 1
+    """As the diffusers pipelines decide: CFG only for w > 1 and not for guidance-embedded models."""
+    return family_of(pipe).uses_cfg(pipe, guidance_scale)
 
 
-def guided_output(pipe, x: torch.Tensor, t: int, embeds: PromptEmbeds, guidance_scale: float) -> torch.Tensor:
+def guided_output(pipe, x: torch.Tensor, t, embeds: PromptEmbeds, guidance_scale: float) -> torch.Tensor:
     """The denoiser output the pipeline itself would use at ``t``: CFG-combined, or conditional only."""
-    uncond, cond = model_outputs(pipe, x, t, embeds, guidance_scale)
-    return cfg(uncond, cond, guidance_scale) if uses_cfg(pipe, guidance_scale) else cond
+    family, x, tensors = _call(pipe, x, embeds)
+    with torch.inference_mode():
+        return family.guided_output(pipe, x, t, tensors, guidance_scale).float()
 
 
-def inversion_output(pipe, x: torch.Tensor, t: int, embeds: PromptEmbeds, guidance_scale: float) -> torch.Tensor:
+def inversion_output(pipe, x: torch.Tensor, t, embeds: PromptEmbeds, guidance_scale: float) -> torch.Tensor:
     """The inversion step's output: uncond + w_w (cond - uncond) for any w_w (official code; Eq. 2)."""
-    uncond, cond = model_outputs(pipe, x, t, embeds, guidance_scale)
-    guidance_embedded = family_of(pipe) == "sdxl" and pipe.unet.config.time_cond_proj_dim is not None
-    return cond if guidance_embedded else cfg(uncond, cond, guidance_scale)
+    family, x, tensors = _call(pipe, x, embeds)
+    with torch.inference_mode():
+        return family.inversion_output(pipe, x, t, tensors, guidance_scale).float()
 
 
 # -- the round trip ----------------------------------------------------------------------------
@@ -196,9 +130,7 @@ def redenoise_schedulers(pipe, steps: int):
 
 def first_timestep(view, steps: int) -> int:
     """The first timestep the sampler of ``view`` (a per-request pipeline view) uses for ``steps`` steps."""
-    scheduler = type(view.scheduler).from_config(view.scheduler.config)  # never touch the view's own
-    scheduler.set_timesteps(steps)
-    return int(round(float(scheduler.timesteps[0])))
+    return family_of(view).first_timestep(view, steps)  # never touches the view's own scheduler
 
 
 def check_solver(solver: str) -> str:
@@ -239,8 +171,16 @@ def redenoise_trace(
     default: the solver's own first timestep for ``steps``. DDIM's step size is always ``1000 // steps``.
     """
     _check(steps, mode, solver)
+    family = family_of(pipe)
+    family.check_solver(solver)
+    family.check_mode(mode)
     x = x_T.to(device=pipe._execution_device, dtype=torch.float32)  # (B, C, h, w)
-    trip = _ddim_round_trip if solver == "ddim" else _dpm_round_trip
+    if solver == "flow-euler":
+        from npnet.diffusion.flow_redenoise import flow_round_trip
+
+        trip = flow_round_trip
+    else:
+        trip = _ddim_round_trip if solver == "ddim" else _dpm_round_trip
     x_mid, x_prime, levels = trip(pipe, x, embeds, steps, (guidance_scale, inversion_guidance_scale), mode, start)
     return RedenoiseTrace(
         x_T=x_T.detach().float().cpu(),

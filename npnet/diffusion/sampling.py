@@ -1,8 +1,7 @@
 """Thin diffusers glue: latent geometry, x_T from a seed, encode_prompt per family, batched denoising.
 
-Two pipeline families are supported: SDXL-style ``StableDiffusionXLPipeline`` (UNet, prompt
-embeddings (1, 77, 2048) = NPNet condition) and ``HunyuanDiTPipeline`` (DiT, BERT/CLIP embeddings
-(1, 77, 1024) = NPNet condition, plus mT5 embeddings). CFG follows diffusers:
+Every fact that differs between pipelines (latent channels, packing, ``encode_prompt``, the denoiser)
+is asked of the pipeline's family (``npnet.diffusion.families``). CFG follows diffusers:
 ``eps = eps_u + w (eps_c - eps_u)`` (the paper's Eq. 3 with omega = w - 1).
 """
 
@@ -15,53 +14,24 @@ from dataclasses import dataclass
 
 import torch
 
+from npnet.diffusion.families import FAMILIES, family_of
 from npnet.diffusion.schedulers import DEFAULT_SCHEDULER, make_scheduler
 from npnet.errors import UserError
 from npnet.model import describe_text_width, models_for_text_width
 
-SDXL_KEYS = (
-    "prompt_embeds",
-    "negative_prompt_embeds",
-    "pooled_prompt_embeds",
-    "negative_pooled_prompt_embeds",
-)
-HUNYUAN_KEYS = (
-    "prompt_embeds",
-    "negative_prompt_embeds",
-    "prompt_attention_mask",
-    "negative_prompt_attention_mask",
-    "prompt_embeds_2",
-    "negative_prompt_embeds_2",
-    "prompt_attention_mask_2",
-    "negative_prompt_attention_mask_2",
-)
-
-_FAMILY_LABEL = {"sdxl": "an SDXL-family", "hunyuan-dit": "a Hunyuan-DiT"}
-
 
 # -- geometry and validation -------------------------------------------------------------------
-def family_of(pipe) -> str:
-    """ "hunyuan-dit" for DiT pipelines (a ``transformer``), "sdxl" for UNet pipelines."""
-    if getattr(pipe, "transformer", None) is not None:
-        return "hunyuan-dit"
-    if getattr(pipe, "unet", None) is not None:
-        return "sdxl"
-    raise UserError(f"{type(pipe).__name__} is neither an SDXL-style nor a Hunyuan-DiT pipeline")
-
-
 def denoiser(pipe) -> torch.nn.Module:
-    return pipe.transformer if family_of(pipe) == "hunyuan-dit" else pipe.unet
+    return family_of(pipe).denoiser(pipe)
 
 
 def latent_shape(pipe, width: int, height: int) -> tuple[int, int, int]:
-    """(channels, height // vae_scale_factor, width // vae_scale_factor) of the pipeline's latents."""
-    channels = denoiser(pipe).config.in_channels
-    factor = pipe.vae_scale_factor
-    return channels, height // factor, width // factor
+    """(channels, height // vae_scale_factor, width // vae_scale_factor) of the pipeline's (unpacked) latents."""
+    return family_of(pipe).latent_shape(pipe, width, height)
 
 
 def initial_latents(pipe, seed: int, width: int, height: int) -> torch.Tensor:
-    """x_T ~ N(0, I) from ``seed`` on CPU in float32 (same on every device): (1, C, h, w)."""
+    """x_T ~ N(0, I) from ``seed`` on CPU in float32 (same on every device): (1, C, h, w), unpacked."""
     generator = torch.Generator("cpu").manual_seed(int(seed))
     return torch.randn((1, *latent_shape(pipe, width, height)), generator=generator, dtype=torch.float32)
 
@@ -87,22 +57,39 @@ def check_size(width: int, height: int, multiple: int = 8) -> tuple[int, int]:
 
 
 def embedding_width(pipe) -> int:
-    """Width D of the NPNet condition (1, 77, D) this pipeline produces."""
-    if family_of(pipe) == "hunyuan-dit":
-        return int(pipe.transformer.config.cross_attention_dim)
-    return int(pipe.unet.config.cross_attention_dim)
+    """Width D of the NPNet condition (1, L, D) this pipeline produces."""
+    return family_of(pipe).text_shape(pipe)[1]
 
 
 def check_npnet_matches(net, pipe) -> None:
-    """Raise a ValueError when an NPNet's text width does not fit the pipeline (e.g. DiT NPNet on SDXL)."""
-    want, got = embedding_width(pipe), int(net.config.text_dim)
-    if want == got:
-        return
-    raise UserError(
-        f"this NPNet expects 77x{got} prompt embeddings: this is {describe_text_width(got)}, but the model "
-        f"is {_FAMILY_LABEL[family_of(pipe)]} pipeline with 77x{want} embeddings; choose "
-        f"{models_for_text_width(got)}, or the NPNet trained for this model"
-    )
+    """Raise a ValueError when an NPNet does not fit the pipeline: another family recorded in its config
+    (e.g. a Flux NPNet on SDXL), another text width (e.g. DiT NPNet on SDXL), length or latent channels."""
+    family = family_of(pipe)
+    cfg = net.config
+    recorded = getattr(cfg, "family", None)
+    if recorded and recorded != family.name:
+        trained = FAMILIES.get(recorded)
+        raise UserError(
+            f"this NPNet was trained for {trained.label if trained else recorded!r} models ({recorded}: "
+            f"{cfg.text_len}x{cfg.text_dim} prompt embeddings, {cfg.latent_channels}-channel latents), but the "
+            f"model is {family.label} pipeline; choose {trained.models if trained else 'a model of that family'}, "
+            "or the NPNet trained for this model"
+        )
+    length, want = family.text_shape(pipe)
+    got = int(cfg.text_dim)
+    if want != got:
+        raise UserError(
+            f"this NPNet expects {cfg.text_len}x{got} prompt embeddings: this is {describe_text_width(got)}, but "
+            f"the model is {family.label} pipeline with {length}x{want} embeddings; choose "
+            f"{models_for_text_width(got)}, or the NPNet trained for this model"
+        )
+    channels = family.latent_channels(pipe)
+    if channels != cfg.latent_channels or length < cfg.text_len:
+        raise UserError(
+            f"this NPNet works on {cfg.latent_channels}-channel latents and {cfg.text_len} text tokens, but "
+            f"the model is {family.label} pipeline with {channels}-channel latents and {length} tokens; choose "
+            "the NPNet trained for this model"
+        )
 
 
 # -- prompt embeddings -------------------------------------------------------------------------
@@ -115,7 +102,8 @@ class PromptEmbeds:
 
     @property
     def condition(self) -> torch.Tensor:
-        """The NPNet condition: SDXL (1, 77, 2048) prompt_embeds; Hunyuan-DiT (1, 77, 1024) BERT embeds."""
+        """The NPNet condition ``prompt_embeds``: SDXL (1, 77, 2048); Hunyuan-DiT (1, 77, 1024) BERT embeds;
+        SD 1.5 / 2.1 (1, 77, 768 / 1024); SD3 joint CLIP + T5 (1, 333, 4096); Flux T5 (1, 512, 4096)."""
         return self.tensors["prompt_embeds"]
 
     @property
@@ -160,23 +148,11 @@ def encode_prompt(pipe, prompt: str, negative_prompt: str = "", device=None) -> 
     check_prompt(prompt)
     negative = negative_prompt if negative_prompt and negative_prompt.strip() else None
     device = device if device is not None else pipe._execution_device
+    family = family_of(pipe)
+    family.check_negative(negative_prompt)
     with torch.inference_mode():
-        if family_of(pipe) == "sdxl":
-            out = pipe.encode_prompt(
-                prompt=prompt, device=device, do_classifier_free_guidance=True, negative_prompt=negative
-            )
-            return PromptEmbeds("sdxl", dict(zip(SDXL_KEYS, out)))
-        dtype = pipe.transformer.dtype
-        first = pipe.encode_prompt(prompt, device=device, dtype=dtype, negative_prompt=negative)
-        second = pipe.encode_prompt(
-            prompt,
-            device=device,
-            dtype=dtype,
-            negative_prompt=negative,
-            max_sequence_length=256,
-            text_encoder_index=1,
-        )
-    return PromptEmbeds("hunyuan-dit", dict(zip(HUNYUAN_KEYS, (*first, *second))))
+        tensors = family.encode(pipe, prompt, negative, device)
+    return PromptEmbeds(family.name, tensors)
 
 
 # -- denoising ---------------------------------------------------------------------------------
@@ -211,14 +187,14 @@ def run_pipeline(
     """One pipeline call on a batch of x_T (B, C, h, w): one prompt's embeddings repeated B times, or a
     stack of B prompts' (``PromptEmbeds.stack``); ``seed``: one for all images or one per image."""
     batch = latents.shape[0]
-    net = denoiser(view)
+    family = family_of(view)
     kwargs = embeds.expand(batch).to(device=view._execution_device).tensors
-    extra = {"use_resolution_binning": False} if embeds.family == "hunyuan-dit" else {}
-    x = latents.to(device=view._execution_device, dtype=net.dtype)  # (B, C, h, w); pipeline scales by sigma
+    x = latents.to(device=view._execution_device, dtype=family.denoiser(view).dtype)  # (B, C, h, w)
+    x = family.pack(view, x)  # what pipeline(latents=...) takes (Flux: (B, hw/4, 4C)); it scales by sigma
     with torch.inference_mode():
         out = view(
             **kwargs,
-            **extra,
+            **family.call_kwargs(),
             latents=x,
             num_inference_steps=steps,
             guidance_scale=guidance_scale,

@@ -101,10 +101,11 @@ def _tokenizers(folder: Path):
 
 
 # -- models ------------------------------------------------------------------------------------
-def _tiny_vae():
+def _tiny_vae(**overrides):
+    """A 4-block AutoencoderKL (vae_scale_factor 8); ``overrides``: e.g. 16 latent channels (SD3, Flux)."""
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(
+    options = dict(
         in_channels=3,
         out_channels=3,
         latent_channels=4,
@@ -115,18 +116,20 @@ def _tiny_vae():
         sample_size=TINY_SIZE,
         scaling_factor=0.13025,  # SDXL's VAE (also used by Hunyuan-DiT)
     )
+    return AutoencoderKL(**{**options, **overrides})
 
 
-def _clip_text_models():
+def _clip_text_models(hidden: int = TINY_SDXL_TEXT_DIM // 2):
+    """(CLIPTextModel, CLIPTextModelWithProjection) of width ``hidden`` on the project's CLIP vocabulary."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     config = CLIPTextConfig(
-        hidden_size=TINY_SDXL_TEXT_DIM // 2,
+        hidden_size=hidden,
         intermediate_size=37,
         num_attention_heads=4,
         num_hidden_layers=2,
         vocab_size=514,
-        projection_dim=TINY_SDXL_TEXT_DIM // 2,
+        projection_dim=hidden,
         bos_token_id=512,
         eos_token_id=513,
         pad_token_id=513,
@@ -186,8 +189,26 @@ def build_tiny_sdxl(device="cpu", dtype: torch.dtype = torch.float32, seed: int 
     return _place(pipe, device, dtype)
 
 
+def tiny_t5(vocab: int, width: int = TINY_T5_DIM):
+    """A 2-layer T5 encoder of width ``width`` from a ``T5Config`` (diffusers' dummy-components style)."""
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(
+        vocab_size=vocab,
+        d_model=width,
+        d_kv=8,
+        d_ff=37,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
+    return T5EncoderModel(config)
+
+
 def _hunyuan_text_models(bert_vocab: int, t5_vocab: int):
-    from transformers import BertConfig, BertModel, T5Config, T5EncoderModel
+    from transformers import BertConfig, BertModel
 
     bert = BertModel(
         BertConfig(
@@ -200,19 +221,7 @@ def _hunyuan_text_models(bert_vocab: int, t5_vocab: int):
         ),
         add_pooling_layer=False,
     )
-    t5 = T5EncoderModel(
-        T5Config(
-            vocab_size=t5_vocab,
-            d_model=TINY_T5_DIM,
-            d_kv=8,
-            d_ff=37,
-            num_layers=2,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-            pad_token_id=0,
-            eos_token_id=1,
-        )
-    )
+    t5 = tiny_t5(t5_vocab)
     return bert, t5
 
 
@@ -256,16 +265,31 @@ def build_tiny_hunyuan_dit(device="cpu", dtype: torch.dtype = torch.float32, see
     return _place(pipe, device, dtype)
 
 
+def tokenizers(folder: Path, t5_length: int = 256):
+    """(CLIP, CLIP with pad "!", T5 of ``t5_length``) tokenizers loaded from files written into ``folder``."""
+    from transformers import T5Tokenizer
+
+    clip, clip_2, _, _ = _tokenizers(folder)
+    t5 = T5Tokenizer.from_pretrained(str(write_t5_tokenizer_files(folder / "t5-long")), model_max_length=t5_length)
+    return clip, clip_2, t5
+
+
+def place(pipe, device, dtype: torch.dtype):
+    """``pipe`` on ``device``, cast to ``dtype`` unless float32 (the builders' last step)."""
+    return _place(pipe, device, dtype)
+
+
 def _place(pipe, device, dtype: torch.dtype):
     pipe = pipe.to(device)
     return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
 
 
-def build_tiny_npnet(text_dim: int, seed: int = 0, device="cpu"):
-    """A random-init tiny NPNet (8x8 latents) for a tiny pipeline's prompt-embedding width."""
+def build_tiny_npnet(text_dim: int, seed: int = 0, device="cpu", preset: str = "tiny", **shape):
+    """A random-init tiny NPNet (8x8 latents) of NPNet preset ``preset`` for a tiny pipeline's
+    prompt-embedding width (and ``shape``: other NPNetConfig fields the pipeline fixes)."""
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
-        net = NPNet(dataclasses.replace(NPNET_PRESETS["tiny"], text_dim=text_dim))
+        net = NPNet(dataclasses.replace(NPNET_PRESETS[preset], text_dim=text_dim, **shape))
     with torch.no_grad():  # released nets have small non-zero alpha/beta; make every branch count
         net.alpha.fill_(0.5)
         net.beta.fill_(0.1)

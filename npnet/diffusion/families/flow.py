@@ -1,0 +1,41 @@
+"""Flow-matching families (SD3, Flux): FlowMatchEulerDiscreteScheduler, Euler re-denoise on its sigmas."""
+
+from __future__ import annotations
+
+from npnet.diffusion.families.base import FLOW, Family
+from npnet.errors import UserError
+
+FLOW_SOLVER = "flow-euler"
+
+
+class FlowFamily(Family):
+    scheduler_kind = FLOW
+    redenoise_solvers = (FLOW_SOLVER,)
+    collect_scheduler = "default"  # the model's own FlowMatchEulerDiscreteScheduler
+
+    def check_scheduler(self, name: str) -> str:
+        if name != "default":
+            raise UserError(
+                f"scheduler {name!r} is a noise-prediction sampler; {self.label} model is flow matching and "
+                "samples with its own FlowMatchEulerDiscreteScheduler: use scheduler 'default'"
+            )
+        return name
+
+    def check_mode(self, mode: str) -> str:
+        if mode != "correct":
+            raise UserError(
+                f"redenoise_mode {mode!r} reproduces the official DDIM code's timestep offset; flow-matching "
+                "re-denoise has only the 'correct' round trip (Euler sigma_0 -> sigma_1 and back)"
+            )
+        return mode
+
+    def set_flow_timesteps(self, pipe, scheduler, steps: int, latent_hw: tuple[int, int]) -> None:
+        """Set ``scheduler`` (a copy) to the sigmas the pipeline itself samples ``steps`` steps with for
+        unpacked latents of size ``latent_hw`` (static shift, or resolution-dependent ``mu``)."""
+        raise NotImplementedError
+
+    def first_timestep(self, view, steps: int) -> int:
+        """Flow matching starts at sigma = 1 for every shift and mu: timestep 1000 * sigma_0."""
+        scheduler = type(view.scheduler).from_config(view.scheduler.config)
+        self.set_flow_timesteps(view, scheduler, steps, (64, 64))  # sigma_0 = 1 whatever the size
+        return int(round(float(scheduler.timesteps[0])))
