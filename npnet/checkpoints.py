@@ -31,7 +31,14 @@ from safetensors.torch import save_file
 
 from npnet.errors import UserError
 from npnet.io import atomic_write_with
-from npnet.model import NPNET_PRESETS, NPNet, NPNetConfig, describe_text_width, models_for_text_width
+from npnet.model import (
+    LEGACY_FAMILIES,
+    NPNET_PRESETS,
+    NPNet,
+    NPNetConfig,
+    describe_text_width,
+    models_for_text_width,
+)
 
 OFFICIAL_REPO = "Klayand/GoldenNoiseModel"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -194,13 +201,15 @@ WHAT_IS_A_CHECKPOINT = (
 CONFIG_LIMITS: dict[str, int] = {
     "text_dim": 16384,
     "text_len": 1024,
-    "latent_channels": 4,
+    "latent_channels": 16,
+    "text_pool": 1024,
     "latent_size": 512,
     "backbone_img_size": 512,
     "svd_hidden": 16384,
     "svd_mlp4_hidden": 16384,
     "attn_heads": 1024,
 }
+_NON_NEGATIVE = ("text_pool",)  # CONFIG_LIMITS fields where 0 is allowed
 BACKBONE_LIMITS: dict[str, int] = {"window_size": 16, "number": 4096, "list": 16, "name": 200}
 _SHAPE = tuple[int, ...]
 
@@ -468,8 +477,12 @@ def _check_config_values(data: dict[str, Any], path: Any, origin: str) -> None:
         value = data[name]
         if isinstance(value, bool) or not isinstance(value, int):
             raise _bad_config(path, origin, f"{name} must be an integer; got {value!r}")
-        if not 1 <= value <= limit:
-            raise _bad_config(path, origin, f"{name}={value} is outside the limit 1..{limit}")
+        low = 0 if name in _NON_NEGATIVE else 1
+        if not low <= value <= limit:
+            raise _bad_config(path, origin, f"{name}={value} is outside the limit {low}..{limit}")
+    family = data.get("family")
+    if family is not None and (not isinstance(family, str) or not 0 < len(family) <= 64):
+        raise _bad_config(path, origin, f"family must be a model family name or null; got {family!r:.80}")
     for name in ("use_svd_branch", "use_residual_branch"):
         if name in data and not isinstance(data[name], bool):
             raise _bad_config(path, origin, f"{name} must be true or false; got {data[name]!r}")
@@ -511,8 +524,11 @@ def _infer_from_shapes(shapes: dict[str, _SHAPE], path: Any) -> NPNetConfig:
         in_features = shapes["embeeding.linear.weight"][1]
         if in_features % 77:
             raise _not_npnet(path, f"text embedding input {in_features} is not 77 x text width")
-        fields: dict[str, Any] = {"text_dim": in_features // 77}
-        fields.update(_infer_svd(shapes))
+        channels = shapes["embeeding.linear.weight"][0] // 2  # AdaGroupNorm: scale and shift per channel
+        fields: dict[str, Any] = {"text_dim": in_features // 77, "latent_channels": channels}
+        if in_features // 77 in LEGACY_FAMILIES and channels == 4:
+            fields["family"] = LEGACY_FAMILIES[in_features // 77]
+        fields.update(_infer_svd(shapes, math.isqrt(channels)))
         fields.update(_infer_backbone(shapes))
         return NPNetConfig(**fields)
     except UserError:
@@ -521,12 +537,12 @@ def _infer_from_shapes(shapes: dict[str, _SHAPE], path: Any) -> NPNetConfig:
         raise _not_npnet(path, f"its tensors do not form an NPNet ({type(err).__name__}: {err})") from err
 
 
-def _infer_svd(shapes: dict[str, _SHAPE]) -> dict[str, Any]:
+def _infer_svd(shapes: dict[str, _SHAPE], grid: int = 2) -> dict[str, Any]:
     if "unet_svd.mlp1.0.weight" not in shapes:
         return {"use_svd_branch": False}
     hidden, dim = shapes["unet_svd.mlp1.0.weight"]
     fields = {
-        "latent_size": dim // 2,
+        "latent_size": dim // max(grid, 1),
         "svd_hidden": hidden,
         "svd_mlp4_hidden": shapes["unet_svd.mlp4.0.weight"][0],
     }
@@ -603,6 +619,12 @@ def check_family(
             f"{describe_text_width(config.text_dim)}; the chosen model needs the NPNet of "
             f"{models_for_text_width(want)}. Choose a matching model or NPNet checkpoint"
         )
+    if isinstance(expect, NPNetConfig) and expect.family and config.family and expect.family != config.family:
+        raise UserError(
+            f"{source}: this NPNet was trained for the {config.family!r} model family "
+            f"({config.text_len}x{config.text_dim} text, {config.latent_channels}-channel latents); the chosen "
+            f"model needs one for {expect.family!r}. Choose a matching model or NPNet checkpoint"
+        )
 
 
 def _load_validated(net: NPNet, flat: dict[str, torch.Tensor], path: Path) -> None:
@@ -648,6 +670,14 @@ def save_official(net: NPNet, path: str | os.PathLike) -> Path:
             obj[top][rest] = value
         else:
             obj[top] = value
-    if infer_config(state) != net.config:
+    if not _shapes_tell(state, net.config):
         obj["npnet_config"] = net.config.to_dict()
     return atomic_write_with(Path(path), lambda tmp: torch.save(obj, tmp))
+
+
+def _shapes_tell(state: dict[str, torch.Tensor], config: NPNetConfig) -> bool:
+    """Whether the tensor shapes alone give back ``config`` (the released 77-token layouts do)."""
+    try:
+        return infer_config(state) == config
+    except UserError:  # e.g. pooled text (in_features not 77 x width)
+        return False

@@ -2,13 +2,16 @@
 
 The module reproduces the released checkpoints' function exactly, quirks included:
 
-* ``unet_svd`` predicts singular values of the 4x128x128 noise rearranged to 256x256 (Eq. 6).
+* ``unet_svd`` predicts singular values of the 4x128x128 noise rearranged to 256x256 (Eq. 6); for C
+  latent channels the rearrangement is a k x k grid of channels with k^2 = C (2x2 for 4, 4x4 for the
+  16-channel SD3 / Flux latents: 16x128x128 -> 512x512).
 * ``unet_embedding`` predicts a residual with a Swin-T backbone.  timm >= 0.9 returns
   ``forward_features`` as NHWC ``(B, 7, 7, 768)``; the official code resizes that tensor *as if it
   were NCHW*, so the 7-long H axis acts as 7 channels (hence ``upconv`` is a 7 -> 4 1x1 conv).  The
   released weights learned this layout, so it is kept bit-for-bit.
 * ``embeeding`` (sic, the checkpoint's key) is diffusers' ``AdaGroupNorm`` over the flattened prompt
-  embedding (Eq. 7).
+  embedding (Eq. 7). For long T5 conditions (SD3: 333x4096, Flux: 512x4096) ``text_pool`` first
+  mean-pools the tokens into that many contiguous groups (the released 77-token layouts: no pooling).
 * ``golden = svd(x) + (2 sigmoid(alpha) - 1) e + beta residual(x + e)`` (Eq. 9 as released: (2σ(α)−1)·e where the paper writes α·e; Alg. 3 line 4).
 
 Loading, saving and checkpoint formats live in ``npnet.checkpoints`` (``load_npnet``, ``save_npnet``,
@@ -18,6 +21,7 @@ Loading, saving and checkpoint formats live in ``npnet.checkpoints`` (``load_npn
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +34,21 @@ from torch import nn
 
 SIZE_STRATEGIES = ("nearest-exact", "bilinear", "residual", "reject")
 # Text width D of the (77, D) condition -> (what the checkpoint is for, which models to choose).
+# A checkpoint without a recorded family (the released ones) is told apart by this width only.
 TEXT_FAMILIES: dict[int, tuple[str, str]] = {
     2048: ("an SDXL-family checkpoint (77x2048)", "an SDXL-family model (sdxl, dreamshaper-xl-v2-turbo, ...)"),
     1024: ("a Hunyuan-DiT checkpoint (77x1024)", "a DiT model (hunyuan-dit)"),
+    768: ("a Stable Diffusion 1.5 checkpoint (77x768)", "a Stable Diffusion 1.5 model (sd15)"),
+    4096: ("an SD3 / Flux checkpoint (T5, 4096 wide)", "an SD3.5 or Flux model (sd3.5-medium, flux-dev, ...)"),
     64: ("a micro / tiny-SDXL checkpoint (77x64)", "an offline SDXL-class model (micro, tiny-sdxl)"),
     32: ("a tiny Hunyuan-DiT checkpoint (77x32)", "a DiT model (tiny-hunyuan-dit)"),
+    48: ("a tiny SD 1.5 checkpoint (77x48)", "an offline SD 1.5 model (tiny-sd15)"),
+    96: ("a tiny SD3 checkpoint (333x96)", "an offline SD3 model (tiny-sd3)"),
+    40: ("a tiny Flux checkpoint (512x40)", "an offline Flux model (tiny-flux)"),
 }
+# Released checkpoints carry no family: their (77, width) tells it (1024 is Hunyuan-DiT's, SD 2.1 NPNets
+# are ours and record theirs).
+LEGACY_FAMILIES: dict[int, str] = {2048: "sdxl", 1024: "hunyuan-dit"}
 LONG_PROMPT_STRATEGIES = ("truncate", "chunk-mean")
 
 
@@ -55,20 +68,34 @@ class NPNetConfig:
     attn_heads: int = 8
     use_svd_branch: bool = True
     use_residual_branch: bool = True
+    text_pool: int = 0  # mean-pool the text_len tokens into this many groups before AdaGroupNorm (0: none)
+    family: str | None = None  # npnet.diffusion.families name it was trained for (None: by shape only)
 
     def __post_init__(self):
-        if self.latent_channels != 4:
+        if self.latent_channels not in (4, 16):
             raise ValueError(
-                "NPNet's SVD branch rearranges 4 latent channels into a 2x2 grid; got "
-                f"{self.latent_channels} channels"
+                "NPNet's SVD branch rearranges C latent channels into a k x k grid (k^2 = C): 4 channels "
+                f"(2x2: SD, SDXL, Hunyuan-DiT) or 16 (4x4: SD3, Flux); got {self.latent_channels} channels"
             )
         if self.svd_dim % self.attn_heads:
             raise ValueError(f"attn_heads={self.attn_heads} must divide the SVD width {self.svd_dim}")
+        if not 0 <= self.text_pool <= self.text_len:
+            raise ValueError(f"text_pool={self.text_pool} must be in [0, text_len={self.text_len}]")
+
+    @property
+    def svd_grid(self) -> int:
+        """k of the k x k channel grid (k^2 = latent_channels)."""
+        return math.isqrt(self.latent_channels)
 
     @property
     def svd_dim(self) -> int:
-        """Side of the rearranged square matrix: 4xSxS -> (2S)x(2S)."""
-        return self.latent_size * self.latent_channels // 2
+        """Side of the rearranged square matrix: C x S x S -> (kS) x (kS) (4 channels: 2S)."""
+        return self.latent_size * self.svd_grid
+
+    @property
+    def text_features(self) -> int:
+        """Input width of the AdaGroupNorm: (text_pool or text_len) x text_dim."""
+        return (self.text_pool or self.text_len) * self.text_dim
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -87,11 +114,21 @@ class NPNetConfig:
 _TINY_SWIN = (("embed_dim", 12), ("depths", (1, 1, 1, 1)), ("num_heads", (1, 1, 1, 1)), ("window_size", 2))
 _MICRO_SWIN = (("embed_dim", 24), ("depths", (1, 1, 2, 1)), ("num_heads", (1, 2, 4, 8)), ("window_size", 4))
 
+_TINY = NPNetConfig(
+    text_dim=64,
+    latent_size=8,
+    backbone_img_size=64,
+    backbone_kwargs=_TINY_SWIN,
+    svd_hidden=8,
+    svd_mlp4_hidden=32,
+    attn_heads=2,
+)
+
 NPNET_PRESETS: dict[str, NPNetConfig] = {
     # SDXL, DreamShaper-xl-v2-turbo, SDXL-Lightning, LCM, PCM: CLIP-L + bigG concatenated, 77x2048.
-    "sdxl": NPNetConfig(text_dim=2048),
+    "sdxl": NPNetConfig(text_dim=2048, family="sdxl"),
     # Hunyuan-DiT: its 1024-wide CLIP-like (BERT) encoder, 77x1024.
-    "dit": NPNetConfig(text_dim=1024),
+    "dit": NPNetConfig(text_dim=1024, family="hunyuan-dit"),
     # The embedded offline micro world (npnet.worlds.micro): 64x64 px -> 4x8x8 latents, 32+32-wide CLIP text,
     # a small Swin so that training fits on a CPU; same class, same code paths as SDXL.
     "micro": NPNetConfig(
@@ -104,15 +141,26 @@ NPNET_PRESETS: dict[str, NPNetConfig] = {
         attn_heads=4,
     ),
     # Plumbing-only NPNet for the tiny offline pipelines (64x64 px -> 8x8 latents).
-    "tiny": NPNetConfig(
-        text_dim=64,
-        latent_size=8,
-        backbone_img_size=64,
-        backbone_kwargs=_TINY_SWIN,
-        svd_hidden=8,
-        svd_mlp4_hidden=32,
-        attn_heads=2,
+    "tiny": _TINY,
+    # Families without a released NPNet (train your own: python -m cli collect / train). Shapes are those of
+    # the pipelines' own encode_prompt (checked against the pipeline when loaded):
+    # SD 1.5 at 512 px: 4x64x64 latents, CLIP ViT-L 77x768.
+    "sd15": NPNetConfig(text_dim=768, latent_size=64, family="sd15"),
+    # SD 2.1 at 768 px: 4x96x96 latents, OpenCLIP ViT-H 77x1024 (the sd15 family: StableDiffusionPipeline).
+    "sd21": NPNetConfig(text_dim=1024, latent_size=96, family="sd15"),
+    # SD3 / SD3.5 at 1024 px: 16x128x128 latents (4x4 grid, 512x512 SVD); joint prompt_embeds = CLIP-L+G
+    # padded to 4096 (77 tokens) ++ T5 (256 tokens) = 333x4096, mean-pooled to 8x4096 before AdaGroupNorm.
+    "sd3": NPNetConfig(
+        text_dim=4096, text_len=333, latent_channels=16, latent_size=128, text_pool=8, family="sd3"
     ),
+    # Flux at 1024 px: 16x128x128 unpacked latents; T5 prompt_embeds 512x4096 pooled to 8x4096.
+    "flux": NPNetConfig(
+        text_dim=4096, text_len=512, latent_channels=16, latent_size=128, text_pool=8, family="flux"
+    ),
+    # Their tiny offline pipelines (npnet.worlds.tiny; tests check these against encode_prompt).
+    "tiny-sd15": dataclasses.replace(_TINY, text_dim=48, family="sd15"),
+    "tiny-sd3": dataclasses.replace(_TINY, text_dim=96, text_len=333, latent_channels=16, text_pool=4, family="sd3"),
+    "tiny-flux": dataclasses.replace(_TINY, text_dim=40, text_len=512, latent_channels=16, text_pool=4, family="flux"),
 }
 
 
@@ -143,6 +191,7 @@ class SingularValuePredictor(nn.Module):
     def __init__(self, config: NPNetConfig):
         super().__init__()
         dim = config.svd_dim
+        self.grid = config.svd_grid
         self.mlp1 = _mlp(dim, config.svd_hidden, dim)
         self.mlp2 = _mlp(dim, config.svd_hidden, dim)
         self.mlp3 = nn.Sequential(nn.Linear(dim, dim))
@@ -151,13 +200,14 @@ class SingularValuePredictor(nn.Module):
         self.mlp4 = _mlp(dim, config.svd_mlp4_hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = einops.rearrange(x, "b (a c) h w -> b (a h) (c w)", a=2, c=2)  # (B, 4, S, S) -> (B, 2S, 2S)
-        u, s, vh = torch.linalg.svd(x)  # (B, 2S, 2S), (B, 2S), (B, 2S, 2S)
-        out = self.mlp1(u.transpose(1, 2)) + self.mlp2(vh) + self.mlp3(s).unsqueeze(1)  # (B, 2S, 2S)
-        out = self.attention(out).mean(1)  # (B, 2S)
-        out = self.mlp4(out) + s  # refined singular values, (B, 2S)
-        pred = u @ torch.diag_embed(out) @ vh  # (B, 2S, 2S)
-        return einops.rearrange(pred, "b (a h) (c w) -> b (a c) h w", a=2, c=2)
+        k = self.grid  # C = k * k channels; k = 2 for 4 channels, 4 for 16
+        x = einops.rearrange(x, "b (a c) h w -> b (a h) (c w)", a=k, c=k)  # (B, C, S, S) -> (B, kS, kS)
+        u, s, vh = torch.linalg.svd(x)  # (B, kS, kS), (B, kS), (B, kS, kS)
+        out = self.mlp1(u.transpose(1, 2)) + self.mlp2(vh) + self.mlp3(s).unsqueeze(1)  # (B, kS, kS)
+        out = self.attention(out).mean(1)  # (B, kS)
+        out = self.mlp4(out) + s  # refined singular values, (B, kS)
+        pred = u @ torch.diag_embed(out) @ vh  # (B, kS, kS)
+        return einops.rearrange(pred, "b (a h) (c w) -> b (a c) h w", a=k, c=k)
 
 
 class ResidualPredictor(nn.Module):
@@ -178,17 +228,17 @@ class ResidualPredictor(nn.Module):
         self.upconv = nn.Conv2d(feature_side, config.latent_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=[self.img_size, self.img_size])  # (B, 4, 224, 224), nearest
+        x = F.interpolate(x, size=[self.img_size, self.img_size])  # (B, C, 224, 224), nearest
         feats = self.swin.forward_features(self.downconv(x))  # NHWC (B, 7, 7, 768)
         # Official quirk: resize the NHWC tensor as if NCHW, so H (=7) plays the channel axis.
         feats = F.interpolate(feats, size=[self.latent_size, self.latent_size])  # (B, 7, 128, 128)
-        return self.upconv(feats)  # (B, 4, 128, 128)
+        return self.upconv(feats)  # (B, C, 128, 128)
 
 
 class NPNet(nn.Module):
     """Noise prompt network: ``golden = net(noise, prompt_embeds)`` (paper Alg. 3, line 4).
 
-    ``noise`` is (B, 4, H, W) in any float dtype and device; ``prompt_embeds`` is (B, L, D) or
+    ``noise`` is (B, C, H, W) (C = 4 or 16) in any float dtype and device; ``prompt_embeds`` is (B, L, D) or
     (1, L, D) (broadcast).  Computation runs in float32 (``torch.linalg.svd`` has no half kernels);
     the result has the noise's dtype and device.  Latents other than ``latent_size`` square follow
     ``size_strategy``; prompts longer than ``text_len`` tokens follow ``long_prompt``.
@@ -207,7 +257,7 @@ class NPNet(nn.Module):
             self.unet_svd = SingularValuePredictor(config)
         if config.use_residual_branch:
             self.unet_embedding = ResidualPredictor(config)
-        self.embeeding = AdaGroupNorm(config.text_len * config.text_dim, config.latent_channels, 1, eps=1e-6)
+        self.embeeding = AdaGroupNorm(config.text_features, config.latent_channels, 1, eps=1e-6)
         self.alpha = nn.Parameter(torch.zeros(1))
         self.beta = nn.Parameter(torch.zeros(1))
 
@@ -236,16 +286,16 @@ class NPNet(nn.Module):
 
     def forward(self, noise: torch.Tensor, prompt_embeds: torch.Tensor) -> torch.Tensor:
         self._check_noise(noise)
-        x = noise.to(device=self.alpha.device, dtype=self.param_dtype)  # (B, 4, H, W)
-        cond = self.condition(prompt_embeds, batch=x.shape[0])  # (B, L*D)
-        native = self._to_native(x)  # (B, 4, S, S)
+        x = noise.to(device=self.alpha.device, dtype=self.param_dtype)  # (B, C, H, W)
+        cond = self.condition(prompt_embeds, batch=x.shape[0])  # (B, (P|L)*D)
+        native = self._to_native(x)  # (B, C, S, S)
         golden = self.golden(native, cond)
         return self._from_native(golden, native, x).to(device=noise.device, dtype=noise.dtype)
 
     def golden(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Eq. 9 as released: (2σ(α)−1)·e (the paper: α·e), i.e. x'_T = f(x_T) + (2 sigmoid(alpha) - 1) e
         + beta g(x_T + e), at the native size."""
-        e = self.embeeding(x, cond)  # (B, 4, S, S)
+        e = self.embeeding(x, cond)  # (B, C, S, S)
         out = self.unet_svd(x) if self.config.use_svd_branch else x
         out = out + (2 * torch.sigmoid(self.alpha) - 1) * e
         if self.config.use_residual_branch:
@@ -253,12 +303,14 @@ class NPNet(nn.Module):
         return out
 
     def condition(self, prompt_embeds: torch.Tensor, batch: int) -> torch.Tensor:
-        """Flatten (B|1, L, D) prompt embeddings to (B, 77*D), handling long prompts."""
+        """Flatten (B|1, L, D) prompt embeddings to (B, L*D) (or (B, P*D) pooled), handling long prompts."""
         cfg = self.config
         if prompt_embeds.ndim != 3 or prompt_embeds.shape[-1] != cfg.text_dim:
             raise ValueError(_text_dim_message(tuple(prompt_embeds.shape), cfg.text_dim))
         emb = prompt_embeds.to(device=self.alpha.device, dtype=self.param_dtype)
-        emb = self._fit_length(emb)  # (B|1, 77, D)
+        emb = self._fit_length(emb)  # (B|1, L, D)
+        if cfg.text_pool:  # contiguous token groups, mean of each: (B|1, P, D)
+            emb = F.adaptive_avg_pool1d(emb.transpose(1, 2), cfg.text_pool).transpose(1, 2)
         if emb.shape[0] == 1 and batch > 1:
             emb = emb.expand(batch, -1, -1)
         if emb.shape[0] != batch:
@@ -290,8 +342,9 @@ class NPNet(nn.Module):
             raise ValueError(f"noise must be a (B, C, H, W) latent; got shape {tuple(noise.shape)}")
         if noise.shape[1] != self.config.latent_channels:
             raise ValueError(
-                f"NPNet works on {self.config.latent_channels}-channel latents (SDXL, Hunyuan-DiT);"
-                f" got {noise.shape[1]} channels in shape {tuple(noise.shape)}"
+                f"this NPNet works on {self.config.latent_channels}-channel latents (4: SD, SDXL, Hunyuan-DiT;"
+                f" 16: SD3, Flux); got {noise.shape[1]} channels in shape {tuple(noise.shape)}. Use the NPNet"
+                " trained for this model"
             )
         if not noise.is_floating_point():
             raise ValueError(f"noise must be a float tensor, got {noise.dtype}")

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from npnet.diffusion import redenoise
+from npnet.diffusion.families import get_family
 from npnet.diffusion.presets import MODEL_PRESETS
 from npnet.diffusion.redenoise import dpm_schedulers, redenoise_trace
 from npnet.diffusion.sampling import encode_prompt, initial_latents
@@ -63,9 +64,9 @@ def test_with_a_fixed_model_output_the_round_trip_returns_x_T(monkeypatch):
 def test_the_solver_is_a_preset_setting_recorded_with_the_settings():
     assert MODEL_PRESETS["dreamshaper-xl-v2-turbo"].redenoise_solver == "dpmsolver"
     assert MODEL_PRESETS["dreamshaper-xl-v2-turbo"].collect_steps == 4
-    assert all(
-        p.redenoise_solver == "ddim" for n, p in MODEL_PRESETS.items() if n != "dreamshaper-xl-v2-turbo"
-    )
+    others = [p for n, p in MODEL_PRESETS.items() if n != "dreamshaper-xl-v2-turbo"]
+    flow = {p.name for p in others if get_family(p.family).scheduler_kind == "flow"}  # SD3, Flux
+    assert flow and all(p.redenoise_solver == ("flow-euler" if p.name in flow else "ddim") for p in others)
     assert resolve_sampling(MODEL_PRESETS["dreamshaper-xl-v2-turbo"])["redenoise_solver"] == "dpmsolver"
     assert resolve_sampling(MODEL_PRESETS["tiny-sdxl"], redenoise_solver="dpmsolver")["redenoise_solver"] == (
         "dpmsolver"

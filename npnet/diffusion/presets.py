@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from npnet.errors import UserError
-from npnet.worlds.micro.grammar import IMAGE_SIZE as MICRO_SIZE
-from npnet.worlds.micro.pipeline import (
-    MICRO_GUIDANCE_SCALE,
-    MICRO_STEPS,
-    MICRO_TURBO_REDENOISE_CFG,
-    MICRO_TURBO_STEPS,
-    load_micro_pipeline,
-)
-from npnet.worlds.tiny import TINY_SIZE, build_tiny_hunyuan_dit, build_tiny_sdxl
 
 # Request limits per preset (overridable per preset with ``max_side`` / ``max_steps``): 4x the native
 # side (SDXL 1024 -> 4096 px, 16x the pixels; micro / tiny 64 -> 256 px) keeps one request's latents and
@@ -86,6 +78,119 @@ class ModelPreset:
 
 
 _SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
+# Families without a released NPNet (npnet_checkpoint None: the npnet method says how to train one). Settings
+# from the model cards: SD 1.5 / 2.1 50 steps CFG 7.5 (their default PNDM / DDIM samplers; DPM++ 2M here
+# as for SDXL); SD3.5 Medium 40 steps CFG 4.5, Large Turbo 4 steps CFG 0; FLUX.1 schnell 4 steps, no
+# guidance, max_sequence_length 256 on its card (512 here: the pipeline default, the NPNet's T5 length);
+# FLUX.1 dev 50 steps, distilled guidance 3.5. SD3 / Flux sample with their own flow-matching Euler.
+HUB_FAMILY_PRESETS = (
+    ModelPreset(
+        name="sd15",
+        family="sd15",
+        pipeline_class="StableDiffusionPipeline",
+        hub_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        npnet_preset="sd15",
+        npnet_checkpoint=None,
+        width=512,
+        height=512,
+        steps=50,
+        guidance_scale=7.5,
+        scheduler="dpm++2m",
+        variant="fp16",
+        batch_size=4,
+        description="Stable Diffusion 1.5 (no released NPNet: collect and train one)",
+    ),
+    ModelPreset(
+        name="sd21",
+        family="sd15",
+        pipeline_class="StableDiffusionPipeline",
+        hub_id="stabilityai/stable-diffusion-2-1",
+        npnet_preset="sd21",
+        npnet_checkpoint=None,
+        width=768,
+        height=768,
+        steps=50,
+        guidance_scale=7.5,
+        scheduler="dpm++2m",
+        variant="fp16",
+        batch_size=2,
+        description="Stable Diffusion 2.1 (768 px, v-prediction; no released NPNet: collect and train one)",
+    ),
+    ModelPreset(
+        name="sd3.5-medium",
+        family="sd3",
+        pipeline_class="StableDiffusion3Pipeline",
+        hub_id="stabilityai/stable-diffusion-3.5-medium",
+        npnet_preset="sd3",
+        npnet_checkpoint=None,
+        width=1024,
+        height=1024,
+        steps=40,
+        guidance_scale=4.5,
+        scheduler="default",
+        dtype="bfloat16",
+        redenoise_solver="flow-euler",
+        size_multiple=16,
+        description="Stable Diffusion 3.5 Medium (flow matching; no released NPNet: collect and train one)",
+    ),
+    ModelPreset(
+        name="sd3.5-large-turbo",
+        family="sd3",
+        pipeline_class="StableDiffusion3Pipeline",
+        hub_id="stabilityai/stable-diffusion-3.5-large-turbo",
+        npnet_preset="sd3",
+        npnet_checkpoint=None,
+        width=1024,
+        height=1024,
+        steps=4,
+        guidance_scale=0.0,
+        redenoise_guidance_scale=3.5,  # w_l > w_w = 1 so that re-denoise injects the prompt (Theorem E.1)
+        scheduler="default",
+        dtype="bfloat16",
+        redenoise_solver="flow-euler",
+        collect_steps=4,
+        size_multiple=16,
+        description="Stable Diffusion 3.5 Large Turbo (4 steps, no CFG; no released NPNet: collect and train one)",
+    ),
+    ModelPreset(
+        name="flux-schnell",
+        family="flux",
+        pipeline_class="FluxPipeline",
+        hub_id="black-forest-labs/FLUX.1-schnell",
+        npnet_preset="flux",
+        npnet_checkpoint=None,
+        width=1024,
+        height=1024,
+        steps=4,
+        guidance_scale=0.0,
+        scheduler="default",
+        dtype="bfloat16",
+        redenoise_solver="flow-euler",
+        collect_steps=4,
+        size_multiple=16,
+        description="FLUX.1 schnell (4 steps, no guidance input: re-denoise has no guidance gap to exploit; "
+        "no released NPNet)",
+    ),
+    ModelPreset(
+        name="flux-dev",
+        family="flux",
+        pipeline_class="FluxPipeline",
+        hub_id="black-forest-labs/FLUX.1-dev",
+        npnet_preset="flux",
+        npnet_checkpoint=None,
+        width=1024,
+        height=1024,
+        steps=50,
+        guidance_scale=3.5,
+        redenoise_guidance_scale=5.5,  # distilled guidance w_l of the forward Euler step
+        inversion_guidance_scale=1.0,
+        scheduler="default",
+        dtype="bfloat16",
+        redenoise_solver="flow-euler",
+        size_multiple=16,
+        description="FLUX.1 dev (distilled guidance 3.5; re-denoise with guidance 5.5 -> 1; no released NPNet)",
+    ),
+)
 MODEL_PRESETS: dict[str, ModelPreset] = {
     p.name: p
     for p in (
@@ -176,92 +281,17 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
             batch_size=2,
             description="LCM-SDXL (guidance-embedded UNet, LCMScheduler); SDXL NPNet (Table 18)",
         ),
-        ModelPreset(
-            name="tiny-sdxl",
-            family="sdxl",
-            pipeline_class="StableDiffusionXLPipeline",
-            hub_id=None,
-            npnet_preset="tiny",
-            npnet_checkpoint=None,
-            width=TINY_SIZE,
-            height=TINY_SIZE,
-            steps=4,
-            guidance_scale=5.5,
-            scheduler="ddim",
-            dtype="float32",
-            offline=True,
-            builder=build_tiny_sdxl,
-            collect_steps=4,
-            batch_size=16,
-            description="offline random-weight SDXL pipeline (plumbing and tests, not pictures)",
-        ),
-        ModelPreset(
-            name="tiny-hunyuan-dit",
-            family="hunyuan-dit",
-            pipeline_class="HunyuanDiTPipeline",
-            hub_id=None,
-            npnet_preset="tiny",
-            npnet_checkpoint=None,
-            width=TINY_SIZE,
-            height=TINY_SIZE,
-            steps=4,
-            guidance_scale=5.0,
-            scheduler="ddim",
-            dtype="float32",
-            offline=True,
-            builder=build_tiny_hunyuan_dit,
-            collect_steps=4,
-            size_multiple=16,
-            batch_size=16,
-            description="offline random-weight Hunyuan-DiT pipeline (plumbing and tests, not pictures)",
-        ),
-        ModelPreset(
-            name="micro",
-            family="sdxl",
-            pipeline_class="StableDiffusionXLPipeline",
-            hub_id=None,
-            npnet_preset="micro",
-            npnet_checkpoint="assets/micro/npnet.safetensors",
-            width=MICRO_SIZE,
-            height=MICRO_SIZE,
-            steps=MICRO_STEPS,
-            guidance_scale=MICRO_GUIDANCE_SCALE,
-            scheduler="default",
-            dtype="float32",
-            offline=True,
-            builder=load_micro_pipeline,
-            assets=("assets/micro/generator/model_index.json",),
-            batch_size=16,
-            description="offline micro world: small trained SDXL-class pipeline and NPNet shipped in assets/micro",
-        ),
-        # The few-step micro preset (the role DreamShaper-turbo / SDXL-Lightning play in the paper): the same
-        # generator at the step budget and sampler that give *standard* sampling its best accuracy there
-        # (5 steps: DDIM trailing 28%, leading 23%, Euler 28%/26%, DPM++ 2M 5-7%, on 120 training captions
-        # x 2 seeds), and an NPNet trained for it on the sampler's own schedule.
-        ModelPreset(
-            name="micro-turbo",
-            family="sdxl",
-            pipeline_class="StableDiffusionXLPipeline",
-            hub_id=None,
-            npnet_preset="micro",
-            npnet_checkpoint="assets/micro/npnet-turbo.safetensors",
-            width=MICRO_SIZE,
-            height=MICRO_SIZE,
-            steps=MICRO_TURBO_STEPS,
-            guidance_scale=MICRO_GUIDANCE_SCALE,
-            redenoise_guidance_scale=MICRO_TURBO_REDENOISE_CFG,
-            scheduler="ddim",
-            scheduler_overrides=(("timestep_spacing", "trailing"),),
-            dtype="float32",
-            offline=True,
-            builder=load_micro_pipeline,
-            assets=("assets/micro/generator/model_index.json",),
-            collect_steps=MICRO_TURBO_STEPS,
-            batch_size=16,
-            description="micro world, 5 DDIM steps (trailing): few-step sampling where golden noise can matter",
-        ),
+        *HUB_FAMILY_PRESETS,
     )
 }
+
+
+def register_presets(*presets: ModelPreset) -> None:
+    """Add presets to ``MODEL_PRESETS`` (the offline worlds register theirs: ``npnet.worlds.presets``)."""
+    for preset in presets:
+        MODEL_PRESETS[preset.name] = preset
+
+
 MICRO_BUILD_HINT = (
     "build the micro world with `python -m cli micro train-generator ... --export-to assets/micro/generator` "
     "and its NPNet with `python -m cli micro-npnet all ...` then `export` (see the README's micro section)"
@@ -339,3 +369,8 @@ def resolve_model(
         f"offline (HF_HUB_OFFLINE=1 or offline=True). Download it where the hub is reachable with "
         f"`huggingface-cli download {missing[0]}`, or choose an offline model. {describe_presets()}"
     )
+
+
+# The offline worlds (tiny pipelines, the micro world) register their presets themselves; this table
+# defines none of them (a plugin hook: the module is imported by name, after everything above exists).
+importlib.import_module("npnet.worlds.presets")

@@ -69,8 +69,9 @@ def check_npnet_matches(net, pipe) -> None:
     recorded = getattr(cfg, "family", None)
     if recorded and recorded != family.name:
         trained = FAMILIES.get(recorded)
+        what = f"{trained.label} model" if trained else f"the {recorded!r} model family"
         raise UserError(
-            f"this NPNet was trained for {trained.label if trained else recorded!r} models ({recorded}: "
+            f"this NPNet was trained for {what} ({recorded}: "
             f"{cfg.text_len}x{cfg.text_dim} prompt embeddings, {cfg.latent_channels}-channel latents), but the "
             f"model is {family.label} pipeline; choose {trained.models if trained else 'a model of that family'}, "
             "or the NPNet trained for this model"
