@@ -64,6 +64,18 @@ def spectrum_figure(analysis: NoiseAnalysis):
     return fig
 
 
+def _panels(residual: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Heatmap panels of a (C, h, w) residual: one per channel for 4 channels; for 16 (SD3, Flux) the 4x4
+    channel grid NPNet's SVD branch uses, as one (4h, 4w) panel."""
+    channels = residual.shape[0]
+    if channels <= 4:
+        return [(f"channel {c}", residual[c]) for c in range(channels)]
+    k = int(round(channels**0.5))
+    h, w = residual.shape[1:]
+    grid = residual.reshape(k, k, h, w).transpose(0, 2, 1, 3).reshape(k * h, k * w)  # (kh, kw)
+    return [(f"{channels} channels as a {k}x{k} grid", grid)]
+
+
 def residual_figure(analysis: NoiseAnalysis):
     """Per-channel heatmaps of each residual (noise - x_T) on one symmetric colour scale."""
     import plotly.graph_objects as go
@@ -71,19 +83,21 @@ def residual_figure(analysis: NoiseAnalysis):
 
     names = list(analysis.residuals)
     rows = max(1, len(names))
-    titles = [f"{_label(n)} - x_T, channel {c}" for n in names for c in range(4)]
-    fig = make_subplots(rows=rows, cols=4, subplot_titles=titles or None, horizontal_spacing=0.03)
+    residuals = {n: _panels(r) for n, r in analysis.residuals.items()}  # name -> [(title, (h, w))]
+    cols = max((len(p) for p in residuals.values()), default=4)
+    titles = [f"{_label(n)} - x_T, {t}" for n in names for t, _ in residuals[n]]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles or None, horizontal_spacing=0.03)
     bound = max((float(np.abs(r).max()) for r in analysis.residuals.values()), default=1.0) or 1.0
     for row, name in enumerate(names, start=1):
-        for c in range(4):
+        for c, (title, panel) in enumerate(residuals[name]):
             fig.add_trace(
                 go.Heatmap(
-                    z=analysis.residuals[name][c][::-1],  # (h, w), row 0 at the top
+                    z=panel[::-1],  # (h, w), row 0 at the top
                     zmin=-bound,
                     zmax=bound,
                     colorscale="RdBu_r",
-                    showscale=row == 1 and c == 3,
-                    name=f"{name} ch{c}",
+                    showscale=row == 1 and c == cols - 1,
+                    name=f"{name} {title}",
                 ),
                 row=row,
                 col=c + 1,

@@ -13,6 +13,7 @@ Everything here is pure torch/numpy on CPU float64 (the figures live in ``eval.n
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,14 +32,20 @@ def _as_tensor(latent) -> torch.Tensor:
     x = x.detach().to("cpu", torch.float64)
     if x.ndim == 3:
         x = x.unsqueeze(0)  # (1, C, h, w)
-    if x.ndim != 4 or x.shape[1] != 4:
-        raise UserError(f"expected a latent of shape (4, h, w) or (B, 4, h, w); got {tuple(x.shape)}")
+    if x.ndim != 4 or x.shape[1] not in (4, 16):
+        raise UserError(
+            f"expected a latent of shape (C, h, w) or (B, C, h, w) with C = 4 (SD, SDXL, DiT) or 16 (SD3, Flux); "
+            f"got {tuple(x.shape)}"
+        )
     return x
 
 
 def to_matrix(latent) -> torch.Tensor:
-    """(B, 4, h, w) -> (B, 2h, 2w): the four channels tiled 2x2, as NPNet's SVD branch does."""
-    return rearrange(_as_tensor(latent), "b (a c) h w -> b (a h) (c w)", a=2, c=2)  # (B, 2h, 2w)
+    """(B, C, h, w) -> (B, kh, kw): the C = k^2 channels tiled k x k (2x2 for 4, 4x4 for 16), as NPNet's
+    SVD branch does."""
+    x = _as_tensor(latent)
+    k = math.isqrt(x.shape[1])
+    return rearrange(x, "b (a c) h w -> b (a h) (c w)", a=k, c=k)  # (B, kh, kw)
 
 
 @dataclass(frozen=True)

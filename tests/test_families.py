@@ -156,3 +156,25 @@ def test_flow_models_refuse_noise_prediction_samplers_and_negative_prompts():
         resolve_sampling(MODEL_PRESETS["tiny-sdxl"], redenoise_solver="flow-euler")
     with pytest.raises(UserError, match="no unconditional branch"):
         resolve_settings(GenerationRequest("tiny-flux", "a cat", negative_prompt="blurry"), flux)
+
+
+def test_noise_analysis_handles_sixteen_channels_as_the_4x4_grid():
+    from eval.noise_plots import residual_figure
+    from npnet.analysis import analyze_latents, singular_vector_similarity, to_matrix
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 16, 8, 8, generator=gen)
+    golden = x + 0.1 * torch.randn(1, 16, 8, 8, generator=gen)
+    matrix = to_matrix(x)  # (1, 32, 32): channel a*4 + c at block (a, c), as NPNet's SVD branch
+    assert matrix.shape == (1, 32, 32) and torch.equal(matrix[0, 8:16, 16:24].float(), x[0, 6])
+    torch.testing.assert_close(to_matrix(x).float(), einops_grid(x))
+    assert singular_vector_similarity(x, golden).u.shape == (1, 32)
+    figure = residual_figure(analyze_latents({"standard": x, "npnet": golden}))
+    heatmap = figure.data[0].z[::-1]  # one (32, 32) panel: the 4x4 grid of the residual
+    torch.testing.assert_close(torch.as_tensor(heatmap.copy()), to_matrix(golden - x)[0])
+
+
+def einops_grid(x):
+    import einops
+
+    return einops.rearrange(x, "b (a c) h w -> b (a h) (c w)", a=4, c=4)
