@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "App. A.5; SD3 / Flux: flow-euler)",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument(
+        "--cpu-offload", action="store_true", help="enable_model_cpu_offload on CUDA (SD3.5 / Flux on smaller GPUs)"
+    )
     parser.add_argument("--out", required=True, help="NPD output folder (resumes when it exists)")
     return parser
 
@@ -112,7 +115,7 @@ def main(args: argparse.Namespace) -> CollectResult:
     if device == "auto" and world > 1 and torch.cuda.is_available():  # one GPU per local process
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
     config = collect_config(args)
-    service = GoldenNoiseService(device=device, progress=False)
+    service = GoldenNoiseService(device=device, progress=False, cpu_offload=args.cpu_offload)
     scorer = get_scorer(args.scorer, device=service.device)
     result = collect(service, config, prompts, scorer, rank=rank, world=world)
     print(
