@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import torch
 
-from npnet.diffusion import redenoise
 from npnet.diffusion.families import family_of
 from npnet.errors import UserError
 
@@ -62,17 +61,18 @@ def euler_step(x: torch.Tensor, v: torch.Tensor, sigma_from: float, sigma_to: fl
     return x + (sigma_to - sigma_from) * v
 
 
-def flow_round_trip(pipe, x, embeds, steps: int, scales, mode: str, start):
+def flow_round_trip(pipe, x, embeds, steps: int, scales, outputs):
     """(x_mid, x'_T, levels): an Euler step sigma_0 -> sigma_1 with w_l, then back with w_w (module doc).
 
-    ``start`` is ignored: flow matching's x_T always sits at sigma_0 = 1.
+    ``outputs``: (guided, inversion) velocity functions ``f(pipe, x, t, embeds, w)`` (``npnet.diffusion.
+    redenoise.guided_output`` / ``inversion_output``). x_T always sits at sigma_0 = 1 (no start level).
     """
     scheduler = flow_scheduler(pipe, steps, x.shape[-2:])
     t0, t1 = scheduler.timesteps[0], scheduler.timesteps[1]
     s0, s1 = float(scheduler.sigmas[0]), float(scheduler.sigmas[1])
-    v = redenoise.guided_output(pipe, x, t0, embeds, scales[0])  # (B, C, h, w), float32
+    v = outputs[0](pipe, x, t0, embeds, scales[0])  # (B, C, h, w), float32
     x_mid = scheduler.step(v, t0, x, return_dict=False)[0]  # x_T + (s1 - s0) v: Eq. 1 with w_l
-    v_back = redenoise.inversion_output(pipe, x_mid, t1, embeds, scales[1])
+    v_back = outputs[1](pipe, x_mid, t1, embeds, scales[1])
     x_prime = euler_step(x_mid, v_back, s1, s0)  # Eq. 2 with w_w: back to sigma_0
     a, b = int(round(float(t0))), int(round(float(t1)))
     levels = {"t_start": a, "t_mid": b, "t_eval": b, "t_from": b, "t_to": a, "sigma_start": s0, "sigma_mid": s1}

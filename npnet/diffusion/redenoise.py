@@ -175,13 +175,14 @@ def redenoise_trace(
     family.check_solver(solver)
     family.check_mode(mode)
     x = x_T.to(device=pipe._execution_device, dtype=torch.float32)  # (B, C, h, w)
+    scales = (guidance_scale, inversion_guidance_scale)
     if solver == "flow-euler":
         from npnet.diffusion.flow_redenoise import flow_round_trip
 
-        trip = flow_round_trip
+        x_mid, x_prime, levels = flow_round_trip(pipe, x, embeds, steps, scales, (guided_output, inversion_output))
     else:
         trip = _ddim_round_trip if solver == "ddim" else _dpm_round_trip
-    x_mid, x_prime, levels = trip(pipe, x, embeds, steps, (guidance_scale, inversion_guidance_scale), mode, start)
+        x_mid, x_prime, levels = trip(pipe, x, embeds, steps, scales, mode, start)
     return RedenoiseTrace(
         x_T=x_T.detach().float().cpu(),
         x_mid=x_mid.float().cpu(),
