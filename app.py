@@ -1,8 +1,8 @@
 """NPNet Studio: golden noise for diffusion models, side by side (Gradio app; assembles tabs and launches).
 
     python app.py [--model PRESET] [--npnet PATH_OR_ID] [--device auto|cpu|cuda] [--dtype D] [--share]
-                  [--host H] [--port P] [--auth USER:PASS] [--queue-size N] [--offline] [--allow-training]
-                  [--max-eval-prompts N] [--temp-dir DIR]
+                  [--host H] [--port P] [--auth USER:PASS ...] [--auth-file FILE] [--queue-size N] [--offline]
+                  [--allow-training] [--max-eval-prompts N] [--temp-dir DIR]
 
 Without a GPU or without the model hub it starts on the offline default model and says so in a banner.
 Named API endpoints for gradio_client: /generate, /analyze, /seeds, /evaluate, /evaluate_preset,
@@ -109,7 +109,7 @@ def main(args: argparse.Namespace):
         server_name=config.server_name,
         server_port=config.server_port,
         share=config.share,
-        auth=config.auth,
+        auth=list(config.auth) or None,
         max_file_size=f"{config.max_upload_mb}mb",
         allowed_paths=[],  # only Gradio's own cache (uploads, outputs, per-download folders) is served
         show_error=True,

@@ -14,6 +14,7 @@ from npnet.diffusion.loading import unavailable_reason
 from npnet.diffusion.presets import MODEL_PRESETS, hub_offline
 from npnet.errors import OneLineParser, UserError
 from npnet.paths import PROJECT_ROOT
+from studio.auth import Account, accounts, auth_argument
 
 OFFLINE_FALLBACK = "tiny-sdxl"
 ONLINE_DEFAULT = "sdxl"
@@ -32,7 +33,7 @@ class LaunchConfig:
     share: bool = False
     host: str | None = None  # default: 0.0.0.0 on Spaces, else 127.0.0.1
     port: int | None = None  # default: GRADIO_SERVER_PORT or 7860
-    auth: tuple[str, str] | None = None
+    auth: tuple[Account, ...] = ()  # (user, password) pairs: --auth (repeatable) and --auth-file
     queue_size: int = 16
     offline: bool | None = None  # None: offline when HF_HUB_OFFLINE is set or the hub is unreachable
     allow_training: bool = False  # needed on shared deployments (share, Spaces, non-loopback host)
@@ -123,13 +124,6 @@ def default_model(offline: bool, has_gpu: bool) -> str:
     return next((name for name in OFFLINE_DEFAULTS if micro_available(name)), OFFLINE_FALLBACK)
 
 
-def _auth(value: str) -> tuple[str, str]:
-    user, sep, password = value.partition(":")
-    if not sep or not user or not password:
-        raise argparse.ArgumentTypeError("--auth must be USER:PASS")
-    return user, password
-
-
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -152,7 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="create a public gradio.live link")
     p.add_argument("--host", default=None, help="server host (default 127.0.0.1; 0.0.0.0 on Spaces)")
     p.add_argument("--port", type=int, default=None)
-    p.add_argument("--auth", type=_auth, default=None, metavar="USER:PASS")
+    p.add_argument(
+        "--auth", type=auth_argument, action="append", default=[], metavar="USER:PASS",
+        help="an account that may log in (repeatable); with any account every route needs a login",
+    )  # fmt: skip
+    p.add_argument(
+        "--auth-file", default=None, metavar="FILE",
+        help="accounts, one user:password a line (must not be world-readable: chmod 600)",
+    )  # fmt: skip
     p.add_argument("--queue-size", type=_positive_int, default=d.queue_size, help="max queued requests")
     p.add_argument("--offline", action="store_true", default=None, help="never contact the hub")
     p.add_argument("--allow-training", action="store_true", help="enable the Train tab when shared")
@@ -184,4 +185,5 @@ def config_from_args(args: argparse.Namespace) -> LaunchConfig:
     fields = {f.name for f in dataclasses.fields(LaunchConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields}
     values.update(allow_npnet=tuple(args.allow_npnet), publish=tuple(args.publish))
+    values["auth"] = accounts(args.auth or (), getattr(args, "auth_file", None))
     return LaunchConfig(**values)
