@@ -30,6 +30,7 @@ def build_demo(service):
     """The Blocks app: a banner and the Generate, Noise analysis, Seeds, Evaluate, Train and About tabs."""
     import gradio as gr
 
+    from studio.field_errors import explain_errors
     from studio.tabs.about import build_about_tab
     from studio.tabs.analysis import build_analysis_tab, make_analyze
     from studio.tabs.evaluate import build_evaluate_tab
@@ -63,7 +64,7 @@ def build_demo(service):
         for event in (*gen.events, opened):
             event.success(analyze, inputs=pair_state, outputs=analysis.outputs, api_visibility="private")
     demo.queue(max_size=service.config.queue_size, default_concurrency_limit=1)
-    return demo
+    return explain_errors(demo)
 
 
 def check_startup(service) -> None:
@@ -91,8 +92,8 @@ def main(args: argparse.Namespace):
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(temp.examples_dir)
     from starlette.middleware import Middleware
 
+    from studio.guard import Guard
     from studio.service import StudioService
-    from studio.upload_guard import UploadGuard
 
     try:
         service = StudioService(config, temp)
@@ -109,11 +110,11 @@ def main(args: argparse.Namespace):
         server_name=config.server_name,
         server_port=config.server_port,
         share=config.share,
-        auth=list(config.auth) or None,
+        auth=list(config.auth) or None,  # any account: studio.guard closes every route but the login page
         max_file_size=f"{config.max_upload_mb}mb",
         allowed_paths=[],  # only Gradio's own cache (uploads, outputs, per-download folders) is served
         show_error=True,
-        app_kwargs={"middleware": [Middleware(UploadGuard, upload_dir=temp.gradio_dir)]},
+        app_kwargs={"middleware": [Middleware(Guard, upload_dir=temp.gradio_dir, owner_of=temp.owner_of)]},
     )
     return demo
 
