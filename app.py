@@ -6,7 +6,7 @@
 
 Without a GPU or without the model hub it starts on the offline default model and says so in a banner.
 Named API endpoints for gradio_client: /generate, /analyze, /seeds, /evaluate, /evaluate_preset,
-/resume_evaluation, /cancel_evaluation, /train (see README.md, "The app").
+/resume_evaluation, /cancel_evaluation, /list_runs, /train (see README.md, "The app").
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def build_demo(service):
     from studio.field_errors import explain_errors
     from studio.tabs.about import build_about_tab
     from studio.tabs.analysis import build_analysis_tab, make_analyze
-    from studio.tabs.evaluate import build_evaluate_tab
+    from studio.tabs.evaluate import build_evaluate_tab, make_list_runs
     from studio.tabs.generate import build_generate_tab
     from studio.tabs.seeds import build_seeds_tab
     from studio.tabs.train import build_train_tab
@@ -55,7 +55,7 @@ def build_demo(service):
             with gr.Tab("Seeds", id="seeds"):
                 opened = build_seeds_tab(service, gen, pair_state, tabs)
             with gr.Tab("Evaluate", id="evaluate"):
-                build_evaluate_tab(service)
+                runs = build_evaluate_tab(service)
             with gr.Tab("Train", id="train"):
                 build_train_tab(service)
             with gr.Tab("About", id="about"):
@@ -63,6 +63,8 @@ def build_demo(service):
         analyze = make_analyze(service)
         for event in (*gen.events, opened):
             event.success(analyze, inputs=pair_state, outputs=analysis.outputs, api_visibility="private")
+        # a reload shows the visitor's own runs (the logged-in user's with --auth)
+        demo.load(make_list_runs(service), outputs=runs, api_name="list_runs", queue=False)
     demo.queue(max_size=service.config.queue_size, default_concurrency_limit=1)
     return explain_errors(demo)
 
