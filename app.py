@@ -114,6 +114,7 @@ def main(args: argparse.Namespace):
         share=config.share,
         auth=list(config.auth) or None,  # any account: studio.guard closes every route but the login page
         max_file_size=f"{config.max_upload_mb}mb",
+        state_session_capacity=config.max_sessions,  # Gradio's default, 10000, grows RSS by ~0.3 MB a call
         allowed_paths=[],  # only Gradio's own cache (uploads, outputs, per-download folders) is served
         show_error=True,
         app_kwargs={"middleware": [Middleware(Guard, upload_dir=temp.gradio_dir, owner_of=temp.owner_of)]},

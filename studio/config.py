@@ -46,13 +46,14 @@ class LaunchConfig:
     max_upload_mb: int = 200
     max_loaded_models: int = 1  # pipelines kept in memory (least recently used one goes first)
     max_train_pairs: int = 256  # noise pairs one Train-tab run may collect
+    max_sessions: int = 200  # visitors' sessions (their current pair, updated fields) kept in memory
     allow_npnet: tuple[str, ...] = ()  # NPNet specs (paths, hub ids) a shared app's visitors may type
     publish: tuple[str, ...] = ()  # evaluation run folders and NPNet checkpoints every visitor sees
 
     def __post_init__(self):
         if self.cache_examples not in CACHE_MODES:
             raise UserError(f"cache_examples must be one of {', '.join(CACHE_MODES)}")
-        for name in ("queue_size", "max_seeds", "max_upload_mb", "max_loaded_models", "max_train_pairs"):
+        for name in ("queue_size", "max_seeds", "max_upload_mb", "max_loaded_models", "max_train_pairs", "max_sessions"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.max_eval_prompts is not None and self.max_eval_prompts < 1:
@@ -170,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-loaded-models", type=_positive_int, default=d.max_loaded_models,
         help="pipelines kept in memory at once (least recently used is unloaded)",
     )
+    p.add_argument(
+        "--max-sessions", type=_positive_int, default=d.max_sessions,
+        help="visitors' sessions kept in memory (their current pair; the least recently used go first)",
+    )  # fmt: skip
     p.add_argument(
         "--allow-npnet", action="append", default=[], metavar="SPEC",
         help="an NPNet checkpoint (path or hub id) visitors of a shared app may choose (repeatable)",

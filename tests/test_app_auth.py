@@ -10,7 +10,7 @@ import time
 
 import pytest
 from devserver import running_app
-from rawhttp import fn_index, generate_data, hijack, join, login, send, session_messages
+from rawhttp import call, fn_index, generate_data, hijack, join, login, result, send, session_messages
 
 from npnet.errors import UserError
 from studio.auth import accounts, read_auth_file
@@ -27,7 +27,7 @@ def auth_app(tmp_path_factory):
     accounts_file = workdir / "accounts.txt"
     accounts_file.write_text(f"# reviewers\nbob:{USERS['bob']}\n")
     accounts_file.chmod(0o600)
-    args = ("--offline", "--device", "cpu", "--cache-examples", "off", "--queue-size", "32",
+    args = ("--offline", "--device", "cpu", "--cache-examples", "off", "--queue-size", "32", "--max-sessions", "8",
             "--auth", f"alice:{USERS['alice']}", "--auth-file", str(accounts_file))  # fmt: skip
     with running_app(workdir, *args) as (url, proc):
         yield url
@@ -187,3 +187,21 @@ def test_no_event_streams_inputs(app_routes):
     an event with streaming inputs needs those routes (with an ownership check) first."""
     demo, _ = app_routes
     assert demo.fns and all(fn.connection != "stream" for fn in demo.fns.values())
+
+
+def test_sessions_beyond_max_sessions_are_forgotten_oldest_first(auth_app, cookies):
+    """--max-sessions bounds what Gradio keeps per visitor (the current pair, updated fields): after 8 newer
+    sessions, the oldest one's pair is gone and the newest one's is kept."""
+    from gradio_client.exceptions import AppError
+
+    url = auth_app
+    oldest, newest = _client(url, "alice"), _client(url, "alice")
+    oldest.predict(*generate_data(seed=1), api_name="/generate")
+    assert "golden" in oldest.predict(api_name="/analyze")[0]
+    for seed in range(2, 10):  # eight more sessions: one raw call each
+        event = call(url, "generate", generate_data(seed=seed), cookies["bob"])
+        assert "event: complete" in result(url, "generate", event, cookies["bob"])
+    newest.predict(*generate_data(seed=11), api_name="/generate")
+    assert "golden" in newest.predict(api_name="/analyze")[0]
+    with pytest.raises(AppError, match="generate one"):
+        oldest.predict(api_name="/analyze")
