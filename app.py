@@ -1,12 +1,12 @@
 """NPNet Studio: golden noise for diffusion models, side by side (Gradio app; assembles tabs and launches).
 
     python app.py [--model PRESET] [--npnet PATH_OR_ID] [--device auto|cpu|cuda] [--dtype D] [--share]
-                  [--host H] [--port P] [--auth USER:PASS] [--queue-size N] [--offline] [--allow-training]
-                  [--max-eval-prompts N] [--temp-dir DIR]
+                  [--host H] [--port P] [--auth USER:PASS ...] [--auth-file FILE] [--queue-size N] [--offline]
+                  [--allow-training] [--max-eval-prompts N] [--temp-dir DIR]
 
 Without a GPU or without the model hub it starts on the offline default model and says so in a banner.
 Named API endpoints for gradio_client: /generate, /analyze, /seeds, /evaluate, /evaluate_preset,
-/resume_evaluation, /cancel_evaluation, /train (see README.md, "The app").
+/resume_evaluation, /cancel_evaluation, /list_runs, /train (see README.md, "The app").
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ def build_demo(service):
     """The Blocks app: a banner and the Generate, Noise analysis, Seeds, Evaluate, Train and About tabs."""
     import gradio as gr
 
+    from studio.field_errors import explain_errors
     from studio.tabs.about import build_about_tab
     from studio.tabs.analysis import build_analysis_tab, make_analyze
-    from studio.tabs.evaluate import build_evaluate_tab
+    from studio.tabs.evaluate import build_evaluate_tab, make_list_runs
     from studio.tabs.generate import build_generate_tab
     from studio.tabs.seeds import build_seeds_tab
     from studio.tabs.train import build_train_tab
@@ -54,7 +55,7 @@ def build_demo(service):
             with gr.Tab("Seeds", id="seeds"):
                 opened = build_seeds_tab(service, gen, pair_state, tabs)
             with gr.Tab("Evaluate", id="evaluate"):
-                build_evaluate_tab(service)
+                runs = build_evaluate_tab(service)
             with gr.Tab("Train", id="train"):
                 build_train_tab(service)
             with gr.Tab("About", id="about"):
@@ -62,8 +63,10 @@ def build_demo(service):
         analyze = make_analyze(service)
         for event in (*gen.events, opened):
             event.success(analyze, inputs=pair_state, outputs=analysis.outputs, api_visibility="private")
+        # a reload shows the visitor's own runs (the logged-in user's with --auth)
+        demo.load(make_list_runs(service), outputs=runs, api_name="list_runs", queue=False)
     demo.queue(max_size=service.config.queue_size, default_concurrency_limit=1)
-    return demo
+    return explain_errors(demo)
 
 
 def check_startup(service) -> None:
@@ -91,8 +94,8 @@ def main(args: argparse.Namespace):
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(temp.examples_dir)
     from starlette.middleware import Middleware
 
+    from studio.guard import Guard
     from studio.service import StudioService
-    from studio.upload_guard import UploadGuard
 
     try:
         service = StudioService(config, temp)
@@ -109,11 +112,12 @@ def main(args: argparse.Namespace):
         server_name=config.server_name,
         server_port=config.server_port,
         share=config.share,
-        auth=config.auth,
+        auth=list(config.auth) or None,  # any account: studio.guard closes every route but the login page
         max_file_size=f"{config.max_upload_mb}mb",
+        state_session_capacity=config.max_sessions,  # Gradio's default, 10000, grows RSS by ~0.3 MB a call
         allowed_paths=[],  # only Gradio's own cache (uploads, outputs, per-download folders) is served
         show_error=True,
-        app_kwargs={"middleware": [Middleware(UploadGuard, upload_dir=temp.gradio_dir)]},
+        app_kwargs={"middleware": [Middleware(Guard, upload_dir=temp.gradio_dir, owner_of=temp.owner_of)]},
     )
     return demo
 

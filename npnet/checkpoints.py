@@ -310,9 +310,9 @@ def _read_torch(path: Path, kind: str) -> tuple[dict[str, torch.Tensor], dict[st
     except pickle.UnpicklingError as err:
         if "weights only" not in str(err).lower():
             raise _unreadable_torch(path, err) from err
-        raise UserError(
-            f"{path} contains objects other than tensors and plain containers; refusing to "
-            f"unpickle it (weights_only=True): {err}. {WHAT_IS_A_CHECKPOINT}"
+        raise UserError(  # PyTorch's own paragraph (err) goes to the traceback, not the message
+            f"{path}: not a safetensors/.pth state dict; pickled code is refused (it holds objects other "
+            f"than tensors and plain containers). {WHAT_IS_A_CHECKPOINT}"
         ) from err
     except Exception as err:  # the unpickler raises KeyError, IndexError, ... on foreign bytes
         raise _unreadable_torch(path, err) from err

@@ -14,6 +14,7 @@ from npnet.diffusion.loading import unavailable_reason
 from npnet.diffusion.presets import MODEL_PRESETS, hub_offline
 from npnet.errors import OneLineParser, UserError
 from npnet.paths import PROJECT_ROOT
+from studio.auth import Account, accounts, auth_argument
 
 OFFLINE_FALLBACK = "tiny-sdxl"
 ONLINE_DEFAULT = "sdxl"
@@ -32,7 +33,7 @@ class LaunchConfig:
     share: bool = False
     host: str | None = None  # default: 0.0.0.0 on Spaces, else 127.0.0.1
     port: int | None = None  # default: GRADIO_SERVER_PORT or 7860
-    auth: tuple[str, str] | None = None
+    auth: tuple[Account, ...] = ()  # (user, password) pairs: --auth (repeatable) and --auth-file
     queue_size: int = 16
     offline: bool | None = None  # None: offline when HF_HUB_OFFLINE is set or the hub is unreachable
     allow_training: bool = False  # needed on shared deployments (share, Spaces, non-loopback host)
@@ -45,13 +46,14 @@ class LaunchConfig:
     max_upload_mb: int = 200
     max_loaded_models: int = 1  # pipelines kept in memory (least recently used one goes first)
     max_train_pairs: int = 256  # noise pairs one Train-tab run may collect
+    max_sessions: int = 200  # visitors' sessions (their current pair, updated fields) kept in memory
     allow_npnet: tuple[str, ...] = ()  # NPNet specs (paths, hub ids) a shared app's visitors may type
     publish: tuple[str, ...] = ()  # evaluation run folders and NPNet checkpoints every visitor sees
 
     def __post_init__(self):
         if self.cache_examples not in CACHE_MODES:
             raise UserError(f"cache_examples must be one of {', '.join(CACHE_MODES)}")
-        for name in ("queue_size", "max_seeds", "max_upload_mb", "max_loaded_models", "max_train_pairs"):
+        for name in ("queue_size", "max_seeds", "max_upload_mb", "max_loaded_models", "max_train_pairs", "max_sessions"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.max_eval_prompts is not None and self.max_eval_prompts < 1:
@@ -123,13 +125,6 @@ def default_model(offline: bool, has_gpu: bool) -> str:
     return next((name for name in OFFLINE_DEFAULTS if micro_available(name)), OFFLINE_FALLBACK)
 
 
-def _auth(value: str) -> tuple[str, str]:
-    user, sep, password = value.partition(":")
-    if not sep or not user or not password:
-        raise argparse.ArgumentTypeError("--auth must be USER:PASS")
-    return user, password
-
-
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -152,7 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="create a public gradio.live link")
     p.add_argument("--host", default=None, help="server host (default 127.0.0.1; 0.0.0.0 on Spaces)")
     p.add_argument("--port", type=int, default=None)
-    p.add_argument("--auth", type=_auth, default=None, metavar="USER:PASS")
+    p.add_argument(
+        "--auth", type=auth_argument, action="append", default=[], metavar="USER:PASS",
+        help="an account that may log in (repeatable); with any account every route needs a login",
+    )  # fmt: skip
+    p.add_argument(
+        "--auth-file", default=None, metavar="FILE",
+        help="accounts, one user:password a line (must not be world-readable: chmod 600)",
+    )  # fmt: skip
     p.add_argument("--queue-size", type=_positive_int, default=d.queue_size, help="max queued requests")
     p.add_argument("--offline", action="store_true", default=None, help="never contact the hub")
     p.add_argument("--allow-training", action="store_true", help="enable the Train tab when shared")
@@ -170,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="pipelines kept in memory at once (least recently used is unloaded)",
     )
     p.add_argument(
+        "--max-sessions", type=_positive_int, default=d.max_sessions,
+        help="visitors' sessions kept in memory (their current pair; the least recently used go first)",
+    )  # fmt: skip
+    p.add_argument(
         "--allow-npnet", action="append", default=[], metavar="SPEC",
         help="an NPNet checkpoint (path or hub id) visitors of a shared app may choose (repeatable)",
     )
@@ -184,4 +190,5 @@ def config_from_args(args: argparse.Namespace) -> LaunchConfig:
     fields = {f.name for f in dataclasses.fields(LaunchConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields}
     values.update(allow_npnet=tuple(args.allow_npnet), publish=tuple(args.publish))
+    values["auth"] = accounts(args.auth or (), getattr(args, "auth_file", None))
     return LaunchConfig(**values)

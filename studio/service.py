@@ -121,6 +121,11 @@ class StudioService:
 
     def check_npnet(self, model: str, spec: str | None, session: str) -> str | None:
         """The NPNet ``spec`` a visitor chose, if this server lets them use it (always, unless shared)."""
+        if spec and "://" in spec:
+            raise UserError(
+                f"NPNet checkpoint {spec.split('://')[0][:20]}://...: URLs are not read; choose a checkpoint from "
+                "the list, type a hub id (owner/repo/file) or upload the file"
+            )
         if not spec or not self.config.shared or spec in self.npnet_choices(model, session) or self.is_upload(spec):
             return spec
         raise UserError(

@@ -1,8 +1,10 @@
-"""What each browser session may see: its own evaluation runs and trained checkpoints, plus published ones.
+"""What each visitor may see: their own evaluation runs and trained checkpoints, plus published ones.
 
-A session is Gradio's ``session_hash`` (one per page load or ``gradio_client.Client``). Runs are shown and
-resumed by their folder name (a run id), never by a server path a client could choose; the operator
-publishes runs and checkpoints for everyone with ``--publish``.
+A visitor is the logged-in user when the app runs with ``--auth`` (so a reload, a second tab or a
+``gradio_client.Client(auth=...)`` of the same user sees the same runs), else Gradio's ``session_hash``
+(one per page load or ``Client``). Runs are shown and resumed by their folder name (a run id), never by
+a server path a client could choose; the operator publishes runs and checkpoints for everyone with
+``--publish``.
 """
 
 from __future__ import annotations
@@ -80,6 +82,19 @@ class Sessions:
         return [str(p) for p in [*reversed(own), *self.published_checkpoints]]
 
 
+USER_PREFIX = "user:"  # session keys of logged-in users; session hashes are stored without colons
+
+
+def user_key(username: str) -> str:
+    """The session key of a logged-in user."""
+    return f"{USER_PREFIX}{username}"
+
+
 def session_of(request) -> str:
-    """The Gradio session of a request (``NO_SESSION`` when a handler is called directly)."""
-    return getattr(request, "session_hash", None) or NO_SESSION
+    """Whose work a request sees: its logged-in user, else its Gradio session (``NO_SESSION`` when a
+    handler is called directly)."""
+    username = getattr(request, "username", None)
+    if username:
+        return user_key(username)
+    session = getattr(request, "session_hash", None) or NO_SESSION
+    return session.replace(":", "_")  # a client-chosen session hash never reads as a user's key

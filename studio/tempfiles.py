@@ -2,7 +2,8 @@
 
 ``--temp-dir DIR`` names where that directory is made (a fresh private subfolder of DIR), never a folder
 whose existing files the app would serve. Files handed to clients live under Gradio's own upload/cache
-folder in unguessable per-download folders (``download_dir``); nothing else is ever served.
+folder in unguessable per-download folders (``download_dir``); nothing else is ever served. A download
+folder made for a logged-in user records its owner, and ``studio.guard`` serves it to that user only.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from pathlib import Path
+
+MAX_OWNED = 100_000  # download folders whose owner is remembered (the oldest are forgotten first)
 
 
 class TempFiles:
@@ -27,6 +31,7 @@ class TempFiles:
         self.root = Path(tempfile.mkdtemp(prefix="npnet-studio-", dir=parent)).resolve()  # mode 0700
         self.max_age_s = max_age_s
         self._lock = threading.Lock()
+        self._owners: OrderedDict[str, str] = OrderedDict()  # download folder name -> owner (session key)
         for sub in ("gradio", "examples", "requests"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         atexit.register(self.cleanup)
@@ -39,18 +44,33 @@ class TempFiles:
     def examples_dir(self) -> Path:
         return self.root / "examples"
 
-    def download_dir(self) -> Path:
-        """A fresh folder inside Gradio's cache with a 128-bit random name: what the app hands to one client."""
+    def download_dir(self, owner: str | None = None) -> Path:
+        """A fresh folder inside Gradio's cache with a 128-bit random name: what the app hands to one client
+        (``owner``: the session key it belongs to, see ``owner_of``)."""
         path = self.gradio_dir / f"dl-{secrets.token_hex(16)}"
         path.mkdir(parents=True)
+        if owner is not None:
+            with self._lock:
+                self._owners[path.name] = owner
+                while len(self._owners) > MAX_OWNED:
+                    self._owners.popitem(last=False)
         return path
 
-    def for_download(self, source: str | os.PathLike) -> str:
+    def for_download(self, source: str | os.PathLike, owner: str | None = None) -> str:
         """A copy of a file the app wrote, in a fresh download folder; the path to return to the client."""
         source = Path(source)
-        target = self.download_dir() / source.name
+        target = self.download_dir(owner) / source.name
         shutil.copyfile(source, target)
         return str(target)
+
+    def owner_of(self, path: str) -> str | None:
+        """The owner recorded for the download folder holding ``path`` (None: not an owned download)."""
+        try:
+            relative = Path(path).resolve().relative_to(self.gradio_dir)
+        except (OSError, ValueError):
+            return None
+        with self._lock:
+            return self._owners.get(relative.parts[0]) if relative.parts else None
 
     def new_dir(self, prefix: str) -> Path:
         """A fresh folder for one request's files (older request folders are swept first)."""

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
-    """Poll ``url`` until it answers 200; raise with the server log if it exits or times out."""
+    """Poll ``url`` until it answers 200 (401 behind ``--auth``); raise with the server log if it exits or times out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -31,6 +32,10 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float, log: Path) -
             with urllib.request.urlopen(f"{url}gradio_api/info", timeout=5) as response:
                 if response.status == 200:
                     return
+        except urllib.error.HTTPError as err:
+            if err.code == 401:  # up, behind --auth
+                return
+            time.sleep(0.5)
         except OSError:
             time.sleep(0.5)
     raise TimeoutError(f"app did not answer within {timeout:.0f} s:\n{log.read_text()[-4000:]}")

@@ -240,7 +240,7 @@ def test_launch_flags_and_shared_gating():
         ]
     )
     config = config_from_args(args)
-    assert config.auth == ("me", "pw") and config.queue_size == 3 and config.offline is True
+    assert config.auth == (("me", "pw"),) and config.queue_size == 3 and config.offline is True
     assert config.eval_prompt_cap == 5 and config.training_enabled
     shared = LaunchConfig(share=True)
     assert shared.shared and not shared.training_enabled and shared.eval_prompt_cap == 8

@@ -4,7 +4,10 @@ work and hold the only worker. Every attempt must fail with a clear error and le
 from __future__ import annotations
 
 import json
+import pickle
+import re
 import statistics
+import tempfile
 import threading
 import time
 import urllib.error
@@ -15,6 +18,7 @@ import numpy as np
 import pytest
 from devserver import running_app
 from PIL import Image
+from rawhttp import fn_index, generate_data, hijack, join, send, session_messages, upload
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "npnet-studio-secret-line-7f3a"
@@ -161,6 +165,92 @@ def test_oversized_requests_are_refused_fast_and_do_not_delay_others(shared_app)
     assert time.perf_counter() - tick < 2 * normal + 1.0
     with pytest.raises(Exception):  # noqa: B017 - the oversized job failed, whatever the client's error type
         job.result()
+
+
+def _running(job, timeout: float = 120) -> None:
+    """Wait until a submitted gradio_client job is being processed (so later jobs queue behind it)."""
+    deadline = time.monotonic() + timeout
+    while job.status().code.name not in ("PROCESSING", "PROGRESS", "ITERATING") and time.monotonic() < deadline:
+        assert not job.done(), job.status()
+        time.sleep(0.05)
+
+
+def _blocker(client):
+    """A 12-sample evaluation holding the one GPU slot for a few seconds."""
+    prompts = "\n".join(f"a {colour} {shape}" for colour in ("red", "blue") for shape in ("circle", "square", "triangle"))
+    job = client.submit(
+        model="micro", prompt_set="(prompts typed below)", prompts_text=prompts, prompts_file=None, limit=6,
+        seeds="0-1", methods=["standard", "npnet"], metrics=["micro"], steps=4, api_name="/evaluate",
+    )  # fmt: skip
+    _running(job)
+    return job
+
+
+def test_a_stranger_cannot_swap_end_or_cancel_a_pending_job(shared_app):
+    """POST /gradio_api/stream/<event_id> (a payload naming /etc/passwd as a file), .../close and a cancel
+    naming someone else's event are refused; the pending job then runs with its own inputs."""
+    url, _ = shared_app
+    blocker = _blocker(_client(url))
+    fn = fn_index(url, "generate")
+    event = join(url, fn, generate_data(seed=7), session="victim-session")
+    attempts = hijack(url, event, fn)
+    assert not blocker.done()  # the victim's job was waiting in the queue all along
+    for name, (status, text) in attempts.items():
+        assert status == 403 and "root:" not in text, (name, status, text)
+    assert "streams no inputs" in attempts["swap"][1] and "your own jobs" in attempts["cancel"][1]
+    done = [m for m in session_messages(url, "victim-session") if m["msg"] == "process_completed"]
+    assert len(done) == 1 and done[0]["success"], done
+    gallery, _slider, _scores, _timings, summary, *_files = done[0]["output"]["data"]
+    assert [item["caption"].split(" · ")[1] for item in gallery] == ["seed 7", "seed 7"] and "seed 7" in summary
+    assert "seed 99" not in json.dumps(done[0])
+    assert "Done" in blocker.result()[0]
+
+
+def _plain(message: str, *server_dirs: Path) -> None:
+    """One line in the app's words: no server path, no object address, no library URL."""
+    assert "\n" not in message.strip(), message
+    assert not re.search(r"0x[0-9a-fA-F]{4,}", message) and not re.search(r"https?://", message), message
+    for folder in (*server_dirs, ROOT, Path(tempfile.gettempdir())):
+        assert str(folder) not in message, (folder, message)
+
+
+def test_bad_requests_get_one_line_naming_the_field_and_the_fix(shared_app, tmp_path):
+    url, workdir = shared_app
+    client = _client(url)
+    messages = {"seed": _error(_generate, client, seed="abc"), "npnet url": _error(_generate, client, npnet="file:///etc/passwd")}
+    join(url, fn_index(url, "generate"), ["a red circle", "", 5], session="short-session")
+    done = [m for m in session_messages(url, "short-session") if m["msg"] == "process_completed"]
+    messages["count"] = done[0]["output"]["error"]
+    meta = {"_type": "gradio.FileData"}
+    files = {"no meta": {"path": "/etc/passwd"}, "file url": {"path": "prompts.txt", "url": "file:///etc/passwd", "meta": meta},
+             "file path": {"path": "file:///etc/passwd", "meta": meta}, "not a file": "prompts.txt"}  # fmt: skip
+    for name, value in files.items():
+        data = ["micro", "(prompts typed below)", "", value, 2, "0", ["standard"], ["micro"], 2]
+        status, text = send(url, "gradio_api/call/evaluate", {"data": data})
+        assert status == 400, (name, status, text)
+        messages[name] = json.loads(text)["detail"]
+    with open(tmp_path / "evil.pth", "wb") as handle:
+        pickle.dump({"unet_svd": tempfile.TemporaryDirectory}, handle)  # pickled code, not tensors
+    messages["pickle"] = _error(_generate, client, npnet=upload(url, tmp_path / "evil.pth"))
+    (tmp_path / "prompts.csv").write_text("foo,bar\n1,2\n")
+    from gradio_client import handle_file
+
+    messages["prompt file"] = _error(_evaluate, client, prompts_text="", prompts_file=handle_file(str(tmp_path / "prompts.csv")))
+    upload_field = "'…or upload a prompt file' (input 4 of /evaluate): "
+    expected = {
+        "seed": "'Seed' (input 3 of /generate): 'abc' is not a number; enter a number",
+        "npnet url": "URLs are not read; choose a checkpoint from the list",
+        "count": "/generate takes 15 input values (Prompt, Negative prompt, Seed, Model, ",
+        "no meta": upload_field + 'a file argument needs "meta": {"_type": "gradio.FileData"}; upload the file first',
+        "file url": upload_field + "file: URLs are not read",
+        "file path": upload_field + "file: URLs are not read",
+        "not a file": upload_field + "expected a file uploaded to this app, got str; upload the file first",
+        "pickle": "evil.pth: not a safetensors/.pth state dict; pickled code is refused",
+        "prompt file": "prompts.csv: cannot tell which column holds the prompts",
+    }
+    for name, message in messages.items():
+        assert expected[name] in message, (name, message)
+        _plain(message, workdir, tmp_path)
 
 
 def _pixels(path: str) -> np.ndarray:

@@ -82,14 +82,14 @@ def custom_fields(
     return {**fields, "methods": tuple(methods), "metrics": tuple(metrics), "steps": steps}
 
 
-def _outputs(service, outcome):
+def _outputs(service, outcome, session: str):
     status = outcome.status.replace(str(outcome.run_dir), outcome.run_dir.name)  # no server paths shown
     return (
         status,
         outcome.summary,
         outcome.win_rates,
         outcome.per_prompt,
-        [service.temp.for_download(f) for f in outcome.files],
+        [service.temp.for_download(f, owner=session) for f in outcome.files],  # served to this visitor only
         outcome.run_dir.name,
         outcome.rows,
     )
@@ -105,7 +105,7 @@ def _run(service, config, note, progress, request):
 
     progress(0, desc=f"loading {config.model} and the metrics ...")
     try:
-        return _outputs(service, run_evaluation(service, config, report, stop.is_set, note))
+        return _outputs(service, run_evaluation(service, config, report, stop.is_set, note), session)
     finally:
         service.release(session, stop)
 
@@ -164,7 +164,19 @@ def _fill_from_preset(service, name):
     )
 
 
-def build_evaluate_tab(service: StudioService) -> None:
+def make_list_runs(service: StudioService):
+    """The page-load handler of the runs dropdown (a closure: Gradio injects ``gr.Request`` only into
+    functions whose annotations it can read, not into ``functools.partial`` objects)."""
+
+    def list_runs(request: gr.Request = None):
+        """This visitor's own runs (newest first) and the published ones."""
+        return gr.update(choices=service.sessions.runs(session_of(request)), value=None)
+
+    return list_runs
+
+
+def build_evaluate_tab(service: StudioService) -> gr.Dropdown:
+    """The tab's components and events; returns the runs dropdown (filled on page load, see app.py)."""
     cap = service.config.eval_prompt_cap
     gr.Markdown(
         "Reproduce the paper's tables (presets) or run your own benchmark: win rates vs standard on the same "
@@ -243,6 +255,7 @@ def build_evaluate_tab(service: StudioService) -> None:
     )  # fmt: skip
     preset.change(preset_note, inputs=preset, outputs=note, api_visibility="private", queue=False)
     per_prompt.select(_show_sample, inputs=rows_state, outputs=images, api_visibility="private")
+    return runs
 
 
 def _show_sample(rows, evt: gr.SelectData):

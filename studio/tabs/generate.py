@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +69,9 @@ def run_form(service: StudioService, form: GenerateForm, methods, metrics, progr
     return (*pair_outputs(service, pair), pair)
 
 
-def _model_defaults(service: StudioService, model: str, request: gr.Request = None) -> tuple:
+def _model_defaults(service: StudioService, model: str, session: str) -> tuple:
     p = service.preset(model)
-    choices = service.npnet_choices(model, session_of(request))
+    choices = service.npnet_choices(model, session)
     return (
         gr.update(choices=choices, value=service.default_npnet(model)),
         gr.update(value=p.scheduler),
@@ -167,8 +166,11 @@ def build_generate_tab(service: StudioService, pair_state: gr.State) -> Generate
         ),
     )  # fmt: skip
     dice.click(lambda: random.randint(0, MAX_SEED), outputs=seed, api_visibility="private", queue=False)
+    def model_defaults(model: str, request: gr.Request = None) -> tuple:
+        return _model_defaults(service, model, session_of(request))  # a closure: Gradio injects the request
+
     model_dd.change(
-        functools.partial(_model_defaults, service),
+        model_defaults,
         inputs=model_dd,
         outputs=[npnet, scheduler, steps, cfg, aspect, width, height, metrics, model_note],
         api_visibility="private",

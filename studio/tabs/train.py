@@ -90,7 +90,7 @@ def _run(service: StudioService, plan: TrainPlan, stop, progress, session: str):
         f"{head} {note}Best checkpoint of {n} pairs saved as `{plan.out.name}/best` — choose it in Generate -> "
         "NPNet checkpoint (this session's list).",
         loss_curve(history, plan.out),
-        service.temp.for_download(best),
+        service.temp.for_download(best, owner=session),  # served to this visitor only
     )
 
 
