@@ -12,6 +12,7 @@ import pandas as pd
 from npnet.errors import UserError
 from studio.errors import user_errors
 from studio.form import GenerateForm, whole_number
+from studio.gpu_time import seeds_seconds
 from studio.render import pair_outputs
 from studio.service import Pair, StudioService
 from studio.sessions import session_of
@@ -112,7 +113,7 @@ def binary_summary(scored: pd.DataFrame, metric: str) -> str:
 
 
 def make_run_seeds(service: StudioService):
-    @gpu(duration=300)
+    @gpu(duration=seeds_seconds)
     @user_errors
     def run_seeds(
         prompt, negative_prompt, first_seed, count, metric, model, npnet, scheduler, steps, guidance_scale,
