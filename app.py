@@ -100,6 +100,7 @@ def main(args: argparse.Namespace):
     try:
         service = StudioService(config, temp)
         check_startup(service)
+        service.warm_up()  # ZeroGPU: the default models load now, outside the GPU functions
     except UserError as err:
         fail(err)
     logging.getLogger("studio").info(

@@ -39,6 +39,10 @@ from npnet.errors import UserError
 DEFAULT_GROUPS = ("model", "dataset", "steps")
 PAIRWISE_METRICS = ("mps",)
 BINARY_METRICS: Mapping[str, float] = {"micro": 0.5}  # metric -> threshold; correct iff score > threshold
+# The tie margin of per-sample verdicts shown to people (the app's seed grid): scores of two nearly identical
+# images differ by float noise (micro-turbo seed 5: 0.99999 vs 0.99999), which is no win. Benchmark
+# summaries keep ``tie_margin=0`` (strictly better, as the official code) unless a margin is asked for.
+VERDICT_TIE_MARGIN = 1e-4
 PROMPT_COLUMNS = ["n_prompts", "prompt_wins", "prompt_ties", "prompt_losses", "prompt_sign_p"]
 BINARY_COLUMNS = [
     "binary_threshold", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "rescued", "broken",
@@ -173,6 +177,32 @@ def _outcomes(better: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray
     return better > margin, better < -margin
 
 
+def pair_outcomes(
+    method_scores: Sequence[float],
+    baseline_scores: Sequence[float],
+    higher_is_better: bool = True,
+    tie_margin: float = 0.0,
+) -> np.ndarray:
+    """Per pair: +1 win, 0 tie, -1 loss, exactly as ``paired_stats`` counts them (|diff| <= margin: tie)."""
+    a, b = np.asarray(method_scores, dtype=float), np.asarray(baseline_scores, dtype=float)
+    if a.shape != b.shape:
+        raise UserError(f"paired scores need equal lengths, got {a.size} and {b.size}")
+    diff = a - b
+    won, lost = _outcomes(diff if higher_is_better else -diff, _check_margin(tie_margin))
+    return won.astype(np.int64) - lost.astype(np.int64)
+
+
+def binary_changes(
+    method_scores: Sequence[float], baseline_scores: Sequence[float], threshold: float = 0.5
+) -> np.ndarray:
+    """Per pair of a binary verifier (correct iff score > ``threshold``): +1 rescued (baseline wrong,
+    method right), -1 broken (baseline right, method wrong), 0 unchanged; ``binary_stats`` counts these."""
+    a, b = np.asarray(method_scores, dtype=float), np.asarray(baseline_scores, dtype=float)
+    if a.shape != b.shape:
+        raise UserError(f"paired scores need equal lengths, got {a.size} and {b.size}")
+    return (a > threshold).astype(np.int64) - (b > threshold).astype(np.int64)
+
+
 def paired_stats(
     method_scores: Sequence[float],
     baseline_scores: Sequence[float],
@@ -199,13 +229,11 @@ def paired_stats(
     of them. Without ``clusters`` every pair is its own prompt, so the prompt columns equal the pair
     columns.
     """
-    a, b = np.asarray(method_scores, dtype=float), np.asarray(baseline_scores, dtype=float)
-    if a.shape != b.shape:
-        raise UserError(f"paired scores need equal lengths, got {a.size} and {b.size}")
+    outcome = pair_outcomes(method_scores, baseline_scores, higher_is_better, tie_margin)  # (n,) +1 / 0 / -1
     margin = _check_margin(tie_margin)
-    diff = a - b  # (n,)
+    diff = np.asarray(method_scores, dtype=float) - np.asarray(baseline_scores, dtype=float)  # (n,)
     better = diff if higher_is_better else -diff
-    won, lost = _outcomes(better, margin)
+    won, lost = outcome > 0, outcome < 0
     wins, losses = int(won.sum()), int(lost.sum())
     ties = int(diff.size - wins - losses)
     n = diff.size
@@ -279,12 +307,8 @@ def binary_stats(
     percentile bootstrap CI is too narrow (4 rescued, 0 broken gives a CI above 0 although the exact
     p = 0.125): read the accuracy difference together with the McNemar p-values.
     """
-    a, b = np.asarray(method_scores, dtype=float), np.asarray(baseline_scores, dtype=float)
-    if a.shape != b.shape:
-        raise UserError(f"paired scores need equal lengths, got {a.size} and {b.size}")
-    ok_a, ok_b = a > threshold, b > threshold
-    rescued, broken = int((ok_a & ~ok_b).sum()), int((ok_b & ~ok_a).sum())
-    change = ok_a.astype(float) - ok_b.astype(float)  # (n,) +1 rescued, -1 broken, 0 unchanged
+    change = binary_changes(method_scores, baseline_scores, threshold).astype(float)  # (n,) +1 / -1 / 0
+    rescued, broken = int((change > 0).sum()), int((change < 0).sum())
     per_prompt = cluster_means(change, clusters)[0] if clusters is not None else change  # (G,)
     low, high = bootstrap_ci(change, confidence, n_boot, seed, clusters)
     return {

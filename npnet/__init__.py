@@ -14,7 +14,7 @@ import importlib
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "NPNet": "npnet.model",
+    "NPNet": "npnet.checkpoints",
     "NPNetConfig": "npnet.model",
     "NPNET_PRESETS": "npnet.model",
     "load_npnet": "npnet.checkpoints",

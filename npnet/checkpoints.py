@@ -1,4 +1,5 @@
-"""NPNet checkpoint formats: official ``.pth``, community safetensors, ours; hub resolution; safe loading.
+"""NPNet checkpoint formats and loading: official ``.pth``, community safetensors, ours; ``NPNet`` with the
+Hugging Face convention (``from_pretrained`` / ``save_pretrained`` / ``push_to_hub``); safe loading.
 
 Layouts read (all normalised to the flat keys of ``NPNet.state_dict()``):
 
@@ -6,10 +7,16 @@ Layouts read (all normalised to the flat keys of ``NPNet.state_dict()``):
   (``embedding`` / ``text_embedding`` accepted as aliases of the misspelt ``embeeding``);
 * community safetensors: flat ``unet_svd.*``, ``unet_embedding.*``, ``embeeding.*`` or
   ``text_embedding.*``, ``alpha``, ``beta``;
-* ours (``save_safetensors``): the flat layout with ``embeeding.*`` and the ``NPNetConfig`` as JSON in
-  the safetensors metadata (key ``npnet_config``).
+* ours (``save_npnet``): the flat layout with ``embeeding.*`` and the ``NPNetConfig`` as JSON in
+  the safetensors metadata (key ``npnet_config``);
+* the Hugging Face ``save_pretrained`` folder (``NPNet.save_pretrained``, ``push_to_hub``): ours as
+  ``model.safetensors`` beside a ``config.json`` holding the ``__init__`` arguments (``config``,
+  ``size_strategy``, ``long_prompt``); a ``model.safetensors`` without metadata takes its architecture
+  from that ``config.json``.
 
-A checkpoint is untrusted input: only safetensors or ``torch.load(weights_only=True)``.
+Where a spec points (local path, released name, hub repo) is ``npnet.hub``; what architecture a file
+declares and whether its shapes match is ``npnet.architecture``. A checkpoint is untrusted input: only
+safetensors or ``torch.load(weights_only=True)``, and the architecture is checked before anything is built.
 """
 
 from __future__ import annotations
@@ -20,224 +27,176 @@ import os
 import pickle
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import hf_hub_download, list_repo_files
+from huggingface_hub import PyTorchModelHubMixin
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from npnet.errors import UserError
-from npnet.io import atomic_write_with
-from npnet.model import (
-    LEGACY_FAMILIES,
-    NPNET_PRESETS,
-    NPNet,
-    NPNetConfig,
-    describe_text_width,
-    models_for_text_width,
+from npnet import model as bare
+from npnet.architecture import (  # noqa: F401 - re-exported: the checkpoint API in one module
+    BACKBONE_LIMITS,
+    CONFIG_LIMITS,
+    WHAT_IS_A_CHECKPOINT,
+    Shape,
+    bad_config,
+    checked_config,
+    few,
+    infer_config,
+    not_npnet,
 )
+from npnet.errors import UserError
+from npnet.hub import (  # noqa: F401 - re-exported
+    CHECKPOINT_SUFFIXES,
+    CONFIG_NAME,
+    HUB_CHECKPOINTS,
+    OFFICIAL_REPO,
+    WEIGHTS_NAME,
+    HubCheckpoint,
+    HubOptions,
+    pretrained_config,
+    resolve_checkpoint,
+)
+from npnet.io import atomic_write_json, atomic_write_with
+from npnet.model import NPNET_PRESETS, NPNetConfig, describe_text_width, models_for_text_width
 
-OFFICIAL_REPO = "Klayand/GoldenNoiseModel"
-CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+PAPER_URL = "https://arxiv.org/abs/2411.09502"
+PRETRAINED_FORMAT = "npnet-studio-pretrained-v1"
 _TOP_KEYS = ("unet_svd", "unet_embedding", "embeeding")
 _ALIASES = {"text_embedding": "embeeding", "embedding": "embeeding", "_alpha": "alpha", "_beta": "beta"}
+_OPTIONS = {"size_strategy": bare.SIZE_STRATEGIES, "long_prompt": bare.LONG_PROMPT_STRATEGIES}
+MODEL_CARD = """---
+{{ card_data }}
+---
+
+# NPNet (golden noise)
+
+A noise prompt network from "Golden Noise for Diffusion Models: A Learning Framework" ({{ paper_url }}):
+it turns a random Gaussian latent x_T and the prompt embedding into a golden latent for the diffusion
+model's `latents=`. Load it with NPNet Studio: `from npnet import NPNet; net = NPNet.from_pretrained("<this repo>")`.
+"""
 
 
-@dataclass(frozen=True)
-class HubCheckpoint:
-    """One released NPNet file on the hub and the model family it was trained for.
+class NPNet(
+    bare.NPNet,
+    PyTorchModelHubMixin,
+    library_name="npnet-studio",
+    paper_url=PAPER_URL,
+    tags=["npnet", "golden-noise", "text-to-image"],
+    model_card_template=MODEL_CARD,
+):
+    """``npnet.model.NPNet`` with the Hugging Face convention; ``load_npnet`` returns one.
 
-    ``match``: name fragments (lower case) that identify the file when ``filename`` is not in the repo
-    (the official file names were never checked against the hub): ``resolve_checkpoint`` then lists the
-    repo and downloads the one checkpoint file whose name contains a fragment and none of ``exclude``.
+    ``NPNet.from_pretrained(spec)`` takes everything ``load_npnet`` takes (a ``save_pretrained`` folder or
+    hub repo, an official ``.pth``, a community or our safetensors file, a released name, ``owner/repo/file``)
+    plus ``hf_hub_download``'s ``revision``, ``cache_dir``, ``token``, ``force_download`` and
+    ``local_files_only``. ``save_pretrained(folder)`` writes ``model.safetensors`` (our layout, config in
+    its metadata), ``config.json`` and a model card; ``push_to_hub(repo_id)`` uploads that folder.
+    Weights load only in ``from_pretrained``, never in ``__init__``.
     """
 
-    repo_id: str
-    filename: str
-    family: str  # NPNET_PRESETS key: "sdxl" or "dit"
-    description: str
-    match: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        filename: str | None = None,
+        device="cpu",
+        expect: str | NPNetConfig | int | None = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        token: str | bool | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        **options,
+    ) -> NPNet:
+        hub = HubOptions(revision, cache_dir, token, force_download, local_files_only)
+        return _load(cls, pretrained_model_name_or_path, filename, device, expect, hub, options)
 
+    def _save_pretrained(self, save_directory: Path) -> None:
+        save_npnet(self, Path(save_directory) / WEIGHTS_NAME)
+        atomic_write_json(Path(save_directory) / CONFIG_NAME, self.init_arguments())
 
-HUB_CHECKPOINTS: dict[str, HubCheckpoint] = {
-    "sdxl": HubCheckpoint(
-        OFFICIAL_REPO, "sdxl.pth", "sdxl", "official, SDXL", ("sdxl", "xl"), ("dreamshaper", "dit", "hunyuan")
-    ),
-    "dreamshaper": HubCheckpoint(
-        OFFICIAL_REPO, "dreamshaper.pth", "sdxl", "official, DreamShaper-xl-v2-turbo", ("dreamshaper",)
-    ),
-    "dit": HubCheckpoint(OFFICIAL_REPO, "dit.pth", "dit", "official, Hunyuan-DiT", ("dit", "hunyuan")),
-    "lucipher-sdxl": HubCheckpoint(
-        "LucipherDev/Golden-Noise-NPNets", "sdxl.safetensors", "sdxl", "community"
-    ),
-    "lucipher-dreamshaper": HubCheckpoint(
-        "LucipherDev/Golden-Noise-NPNets", "dreamshaper.safetensors", "sdxl", "community"
-    ),
-    "lucipher-dit": HubCheckpoint("LucipherDev/Golden-Noise-NPNets", "dit.safetensors", "dit", "community"),
-    "asagi4-sdxl": HubCheckpoint("asagi4/NPNet", "npnet-sdxl.safetensors", "sdxl", "community"),
-    "asagi4-dreamshaper": HubCheckpoint("asagi4/NPNet", "npnet-dreamshaper.safetensors", "sdxl", "community"),
-    "asagi4-dit": HubCheckpoint("asagi4/NPNet", "npnet-dit.safetensors", "dit", "community"),
-}
-
-
-# -- resolution --------------------------------------------------------------------------------
-def resolve_checkpoint(spec: str | os.PathLike, filename: str | None = None) -> Path:
-    """Local file/folder, a ``HUB_CHECKPOINTS`` name, ``owner/repo`` + filename, or ``owner/repo/file``."""
-    path = Path(spec)
-    if path.is_file():
-        return path
-    if path.is_dir():
-        return _checkpoint_in_folder(path) if filename is None else _existing(path / filename)
-    spec = str(spec)
-    if spec.startswith(("/", "./", "../", "~")) or os.sep + os.sep in spec:
-        raise UserError(f"NPNet checkpoint file {spec} does not exist")
-    if filename is None and spec in HUB_CHECKPOINTS:
-        entry = HUB_CHECKPOINTS[spec]
-        return _download(entry.repo_id, entry.filename, entry)
-    parts = spec.split("/")
-    if len(parts) == 2 and all(parts):
-        return _download(spec, filename) if filename else _raise_listing(spec, None)
-    if len(parts) > 2 and filename is None and spec.endswith(CHECKPOINT_SUFFIXES):
-        return _download("/".join(parts[:2]), "/".join(parts[2:]))
-    names = ", ".join(HUB_CHECKPOINTS)
-    raise UserError(
-        f"NPNet checkpoint {spec!r} is neither a local file or folder, nor a known name ({names}), "
-        "nor a hub id like 'owner/repo' with filename=... or 'owner/repo/file.safetensors'"
-    )
-
-
-def _existing(path: Path) -> Path:
-    if not path.is_file():
-        raise UserError(f"NPNet checkpoint file {path} does not exist")
-    return path
-
-
-def _checkpoint_in_folder(folder: Path) -> Path:
-    preferred = folder / "npnet.safetensors"
-    if preferred.is_file():
-        return preferred
-    found = sorted(p for p in folder.iterdir() if p.suffix in CHECKPOINT_SUFFIXES)
-    if len(found) == 1:
-        return found[0]
-    raise UserError(
-        f"folder {folder} holds {len(found)} checkpoint files ({[p.name for p in found]}); "
-        "pass the file itself or filename=..."
-    )
-
-
-def _download(repo_id: str, filename: str, entry: HubCheckpoint | None = None) -> Path:
-    """``hf_hub_download``; a file missing from the repo is matched by family (``entry``) or listed."""
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    try:
-        return Path(hf_hub_download(repo_id, filename))
-    except LocalEntryNotFoundError as err:  # offline / unreachable (before EntryNotFoundError: a subclass)
-        raise UserError(
-            f"NPNet checkpoint {repo_id}/{filename} is not in the local cache and the hub cannot be reached "
-            f"(HF_HUB_OFFLINE or no network). Download it where the hub is reachable with "
-            f"`huggingface-cli download {repo_id} {filename}`, or pass a local path."
-        ) from err
-    except RepositoryNotFoundError as err:
-        raise UserError(f"hub repository {repo_id!r} does not exist or is private") from err
-    except EntryNotFoundError:  # RemoteEntryNotFoundError: the repo has no such file
-        if entry is None:
-            return _raise_listing(repo_id, filename)
-        return _download(repo_id, _family_match(entry, filename))
-
-
-def _family_match(entry: HubCheckpoint, missing: str) -> str:
-    """The one checkpoint file of ``entry.repo_id`` whose name names the family (``entry.match``)."""
-    files = _checkpoint_files(entry.repo_id)
-    found = [f for f in files if _names_family(f, entry)]
-    if len(found) == 1:
-        return found[0]
-    what = "several files match" if found else "no file matches"
-    raise UserError(
-        f"{missing!r} is not in {entry.repo_id} and {what} the {entry.description} checkpoint "
-        f"(a name containing {' or '.join(map(repr, entry.match))}): "
-        f"{found or files}. Pass the file as '{entry.repo_id}/<file>' or a local path"
-    )
-
-
-def _names_family(filename: str, entry: HubCheckpoint) -> bool:
-    name = filename.rsplit("/", 1)[-1].lower()
-    return any(m in name for m in entry.match) and not any(x in name for x in entry.exclude)
-
-
-def _checkpoint_files(repo_id: str) -> list[str]:
-    """The repo's checkpoint files (``list_repo_files``); a listing failure says what to pass instead."""
-    try:
-        files = list_repo_files(repo_id)
-    except Exception as err:  # offline or unreachable: say what we know
-        known = [f"{k} -> {v.filename}" for k, v in HUB_CHECKPOINTS.items() if v.repo_id == repo_id]
-        raise UserError(
-            f"cannot list {repo_id!r} ({type(err).__name__}); known files: {known or 'none'}. "
-            "Pass filename=... or a local path"
-        ) from err
-    return sorted(f for f in files if f.endswith(CHECKPOINT_SUFFIXES))
-
-
-def _raise_listing(repo_id: str, filename: str | None) -> Path:
-    files = _checkpoint_files(repo_id)
-    missing = f"{filename!r} is not in" if filename else "choose a checkpoint file from"
-    raise UserError(f"{missing} {repo_id}: found {files}")
+    def init_arguments(self) -> dict[str, Any]:
+        """What ``config.json`` holds: the ``__init__`` arguments, the architecture as a plain dict."""
+        return {
+            "format": PRETRAINED_FORMAT,
+            "config": self.config.to_dict(),
+            "size_strategy": self.size_strategy,
+            "long_prompt": self.long_prompt,
+        }
 
 
 # -- reading -----------------------------------------------------------------------------------
-WHAT_IS_A_CHECKPOINT = (
-    "An NPNet checkpoint is a .safetensors or PyTorch .pth file holding the noise prompt network's weights "
-    f"(unet_svd.*, unet_embedding.*, embeeding.*, alpha, beta): the official release ({OFFICIAL_REPO}), "
-    "the community safetensors, or a file written by npnet-studio (train, convert)"
-)
-# The largest architecture a checkpoint may declare (metadata) or imply (tensor shapes), checked before
-# anything is built. Released NPNets: text 77x2048 (SDXL) / 77x1024 (DiT), 128x128 latents, SVD MLPs
-# 64 / 1024 wide, Swin-T at 224 px with 7x7 windows; the limits leave room for larger models (4096 px
-# images are 512x512 latents) while keeping every buffer that is not in the file (Swin's attention masks)
-# small.
-CONFIG_LIMITS: dict[str, int] = {
-    "text_dim": 16384,
-    "text_len": 1024,
-    "latent_channels": 16,
-    "text_pool": 1024,
-    "latent_size": 512,
-    "backbone_img_size": 512,
-    "svd_hidden": 16384,
-    "svd_mlp4_hidden": 16384,
-    "attn_heads": 1024,
-}
-_NON_NEGATIVE = ("text_pool",)  # CONFIG_LIMITS fields where 0 is allowed
-BACKBONE_LIMITS: dict[str, int] = {"window_size": 16, "number": 4096, "list": 16, "name": 200}
-_SHAPE = tuple[int, ...]
-
-
 @dataclass(frozen=True)
 class CheckpointHeader:
-    """What a checkpoint holds, read without building its network: flat keys -> shapes, metadata, and the
-    architecture (from the metadata or the shapes), checked against every tensor shape."""
+    """What a checkpoint holds, read without building its network: flat keys -> shapes, metadata, the
+    architecture (from the metadata, a save_pretrained ``config.json``, or the shapes), checked against
+    every tensor shape, and the ``NPNet`` options its ``config.json`` sets."""
 
     path: Path
-    shapes: dict[str, _SHAPE]
+    shapes: dict[str, Shape]
     meta: dict[str, Any]
     config: NPNetConfig
+    options: dict[str, str] = field(default_factory=dict)
 
 
-def _not_npnet(path: Any, detail: str) -> UserError:
-    return UserError(f"{path} is not an NPNet checkpoint: {detail}. {WHAT_IS_A_CHECKPOINT}")
-
-
-def inspect_checkpoint(spec: str | os.PathLike, filename: str | None = None) -> CheckpointHeader:
+def inspect_checkpoint(
+    spec: str | os.PathLike, filename: str | None = None, hub: HubOptions | None = None
+) -> CheckpointHeader:
     """Resolve ``spec`` and check its header (shapes, metadata, architecture) without building the NPNet.
 
     Cheap: safetensors tensors are not read; a ``.pth`` is read (its size bounds what that allocates).
     Raises a UserError naming the file for anything that ``load_npnet`` would refuse before loading.
     """
-    path = resolve_checkpoint(spec, filename)
-    shapes, meta, _ = _open(path)
-    return CheckpointHeader(path, shapes, meta, _checked_config(shapes, meta, path))
+    return _header(resolve_checkpoint(spec, filename, hub))[0]
+
+
+def _header(path: Path) -> tuple[CheckpointHeader, Callable[[], dict[str, torch.Tensor]]]:
+    """The checked header of ``path`` and a function reading its tensors (see ``_open``)."""
+    shapes, meta, tensors = _open(path)
+    settings = _pretrained_settings(path)
+    config = checked_config(shapes, meta, path) if meta.get("npnet_config") or not settings else None
+    if settings.get("config") is not None:  # a save_pretrained config.json: it must agree with the file
+        declared = checked_config(shapes, {"npnet_config": settings["config"]}, settings["path"])
+        if config is not None and meta.get("npnet_config") and config != declared:
+            raise UserError(
+                f"{settings['path']} declares the NPNet architecture {declared}, but {path.name} beside it "
+                f"declares {config}; save the folder again with NPNet.save_pretrained"
+            )
+        meta, config = {**meta, "npnet_config": settings["config"]}, declared
+    if config is None:
+        config = checked_config(shapes, meta, path)
+    return CheckpointHeader(path, shapes, meta, config, settings.get("options", {})), tensors
+
+
+def _pretrained_settings(weights: Path) -> dict[str, Any]:
+    """A save_pretrained ``config.json`` beside ``weights`` read and checked: {"path", "config" (the
+    architecture dict or None), "options" (size_strategy / long_prompt)}; {} when there is none."""
+    path = pretrained_config(weights)
+    if path is None:
+        return {}
+    fix = "NPNet.save_pretrained writes it; fix or delete it to use the weights' own metadata"
+    if path.stat().st_size > 2**20:
+        raise UserError(f"{path} is {path.stat().st_size} bytes, too large for an NPNet config.json; {fix}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"{path} is not a readable JSON config ({err}); {fix}") from err
+    if not isinstance(data, dict) or not isinstance(data.get("config", {}), (dict, type(None))):
+        raise UserError(f"{path} must be a JSON object whose 'config' is the NPNet architecture; {fix}")
+    options = {}
+    for name, choices in _OPTIONS.items():
+        if name in data:
+            if data[name] not in choices:
+                raise UserError(
+                    f"{path}: {name} {data[name]!r:.80} is not one of {', '.join(choices)}; {fix}"
+                )
+            options[name] = data[name]
+    return {"path": path, "config": data.get("config"), "options": options}
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -249,7 +208,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return tensors(), meta
 
 
-def _open(path: Path) -> tuple[dict[str, _SHAPE], dict[str, Any], Callable[[], dict[str, torch.Tensor]]]:
+def _open(path: Path) -> tuple[dict[str, Shape], dict[str, Any], Callable[[], dict[str, torch.Tensor]]]:
     """(flat key -> shape, metadata, a function reading the flat tensors); nothing big is allocated."""
     kind = _file_kind(path)
     if kind == "safetensors":
@@ -271,7 +230,7 @@ def _file_kind(path: Path) -> str:
         return "safetensors"  # 8-byte little-endian header length, then the JSON header
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # pickle PROTO opcode
         return "pickle"
-    raise _not_npnet(path, f"it is neither a safetensors nor a PyTorch file (it starts with {head[:8]!r})")
+    raise not_npnet(path, f"it is neither a safetensors nor a PyTorch file (it starts with {head[:8]!r})")
 
 
 def _open_safetensors(path: Path):
@@ -317,7 +276,7 @@ def _read_torch(path: Path, kind: str) -> tuple[dict[str, torch.Tensor], dict[st
     except Exception as err:  # the unpickler raises KeyError, IndexError, ... on foreign bytes
         raise _unreadable_torch(path, err) from err
     if not isinstance(obj, dict):
-        raise _not_npnet(path, f"it holds a {type(obj).__name__}, not a dict of tensors")
+        raise not_npnet(path, f"it holds a {type(obj).__name__}, not a dict of tensors")
     meta = {}
     if "npnet_config" in obj:
         meta["npnet_config"] = obj.pop("npnet_config")
@@ -338,10 +297,10 @@ def _check_zip(path: Path) -> None:
     declared = sum(info.file_size for info in infos)
     compressed = [info.filename for info in infos if info.compress_type != zipfile.ZIP_STORED]
     if compressed or declared > path.stat().st_size:
-        raise _not_npnet(
+        raise not_npnet(
             path,
             f"its zip archive declares {declared} bytes in a {path.stat().st_size}-byte file"
-            + (f" and compressed records {_few(compressed, 3)}" if compressed else "")
+            + (f" and compressed records {few(compressed, 3)}" if compressed else "")
             + " (torch.save writes uncompressed records)",
         )
 
@@ -361,7 +320,7 @@ def _parse_meta(meta: dict[str, Any], path: Path) -> dict[str, Any]:
                 "from the tensor shapes"
             ) from err
     if not isinstance(config, dict):
-        raise _bad_config(
+        raise bad_config(
             path,
             "declared in its metadata",
             f"'npnet_config' is a {type(config).__name__}, not a JSON object",
@@ -380,12 +339,12 @@ def _flatten(raw: dict[Any, Any], path: Any = "checkpoint") -> dict[str, torch.T
     flat: dict[str, torch.Tensor] = {}
     for key, value in raw.items():
         if not isinstance(key, str):
-            raise _not_npnet(path, f"it has a key {key!r} that is not a string")
+            raise not_npnet(path, f"it has a key {key!r} that is not a string")
         if isinstance(value, dict):
             top = _flat_key(key)
             for sub, tensor in value.items():
                 if not isinstance(sub, str) or not isinstance(tensor, torch.Tensor):
-                    raise _not_npnet(path, f"entry {key}.{sub} is a {type(tensor).__name__}, not a tensor")
+                    raise not_npnet(path, f"entry {key}.{sub} is a {type(tensor).__name__}, not a tensor")
                 flat[f"{top}.{sub}"] = tensor
         elif isinstance(value, torch.Tensor):
             flat[_flat_key(key)] = value
@@ -396,7 +355,7 @@ def _flatten(raw: dict[Any, Any], path: Any = "checkpoint") -> dict[str, torch.T
         ):
             flat[_flat_key(key)] = torch.tensor([float(value)])
         else:
-            raise _not_npnet(path, f"it has an unexpected entry {key!r} of type {type(value).__name__}")
+            raise not_npnet(path, f"it has an unexpected entry {key!r} of type {type(value).__name__}")
     return _scalar_tensors(flat)
 
 
@@ -407,178 +366,11 @@ def _scalar_tensors(flat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return flat
 
 
-def _scalar_shapes(shapes: dict[str, _SHAPE]) -> dict[str, _SHAPE]:
+def _scalar_shapes(shapes: dict[str, Shape]) -> dict[str, Shape]:
     for name in ("alpha", "beta"):
         if name in shapes and math.prod(shapes[name]) == 1:
             shapes[name] = (1,)
     return shapes
-
-
-# -- architecture ------------------------------------------------------------------------------
-def infer_config(flat: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> NPNetConfig:
-    """The architecture from the metadata if present, else from tensor shapes (official 77-token layout)."""
-    if meta and meta.get("npnet_config"):
-        return NPNetConfig.from_dict(meta["npnet_config"])
-    return _infer_from_shapes({k: tuple(v.shape) for k, v in flat.items()}, "checkpoint")
-
-
-def _checked_config(shapes: dict[str, _SHAPE], meta: dict[str, Any], path: Path) -> NPNetConfig:
-    """The declared (metadata) or inferred architecture, within ``CONFIG_LIMITS`` and matching every shape.
-
-    Builds the NPNet on the meta device only (no memory), so a file that declares a huge architecture
-    is refused before anything is allocated.
-    """
-    declared = meta.get("npnet_config")
-    if declared is not None:
-        origin = "declared in its metadata ('npnet_config')"
-        if "text_dim" not in declared:
-            raise _bad_config(
-                path, origin, "it has no text_dim (the prompt-embedding width, e.g. 2048 for SDXL)"
-            )
-        _check_config_values(declared, path, origin)
-        try:
-            config = NPNetConfig.from_dict(declared)
-        except (TypeError, ValueError) as err:
-            raise _bad_config(path, origin, str(err)) from err
-    else:
-        origin = "inferred from its tensor shapes"
-        config = _infer_from_shapes(shapes, path)
-        _check_config_values(config.to_dict(), path, origin)
-    try:
-        with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in NPNet(config).state_dict().items()}
-    except Exception as err:  # timm: unknown backbone name or keyword
-        raise _bad_config(path, origin, f"{config} cannot be built ({type(err).__name__}: {err})") from err
-    missing = sorted(set(expected) - set(shapes))
-    unexpected = sorted(set(shapes) - set(expected))
-    wrong = [
-        f"{k}: file {shapes[k]} vs model {v}" for k, v in expected.items() if k in shapes and shapes[k] != v
-    ]
-    if missing or unexpected or wrong:
-        raise UserError(
-            f"{path} does not match the NPNet architecture {origin} {config}: "
-            f"missing keys {_few(missing)}; unexpected keys {_few(unexpected)}; wrong shapes {_few(wrong)}. "
-            f"{WHAT_IS_A_CHECKPOINT}"
-        )
-    return config
-
-
-def _bad_config(path: Any, origin: str, detail: str) -> UserError:
-    return UserError(
-        f"{path}: the NPNet architecture {origin} is not usable: {detail}. {WHAT_IS_A_CHECKPOINT}"
-    )
-
-
-def _check_config_values(data: dict[str, Any], path: Any, origin: str) -> None:
-    """Types and ``CONFIG_LIMITS`` of NPNetConfig fields (a dict), before anything is built from them."""
-    for name, limit in CONFIG_LIMITS.items():
-        if name not in data:
-            continue
-        value = data[name]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _bad_config(path, origin, f"{name} must be an integer; got {value!r}")
-        low = 0 if name in _NON_NEGATIVE else 1
-        if not low <= value <= limit:
-            raise _bad_config(path, origin, f"{name}={value} is outside the limit {low}..{limit}")
-    family = data.get("family")
-    if family is not None and (not isinstance(family, str) or not 0 < len(family) <= 64):
-        raise _bad_config(path, origin, f"family must be a model family name or null; got {family!r:.80}")
-    for name in ("use_svd_branch", "use_residual_branch"):
-        if name in data and not isinstance(data[name], bool):
-            raise _bad_config(path, origin, f"{name} must be true or false; got {data[name]!r}")
-    backbone = data.get("backbone", "")
-    if not isinstance(backbone, str) or len(backbone) > BACKBONE_LIMITS["name"]:
-        raise _bad_config(path, origin, f"backbone must be a timm model name; got {backbone!r:.80}")
-    kwargs = data.get("backbone_kwargs", ())
-    if not isinstance(kwargs, (list, tuple)) or len(kwargs) > BACKBONE_LIMITS["list"]:
-        raise _bad_config(
-            path, origin, f"backbone_kwargs must be a short list of [name, value] pairs; got {kwargs!r:.80}"
-        )
-    for pair in kwargs:
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not isinstance(pair[0], str):
-            raise _bad_config(path, origin, f"backbone_kwargs entry {pair!r:.80} is not a [name, value] pair")
-        name, value = pair
-        values = value if isinstance(value, (list, tuple)) else [value]
-        limit = BACKBONE_LIMITS["window_size" if name == "window_size" else "number"]
-        ok = len(values) <= BACKBONE_LIMITS["list"] and all(
-            isinstance(v, (bool, str))
-            or (isinstance(v, (int, float)) and math.isfinite(v) and abs(v) <= limit)
-            for v in values
-        )
-        if not ok:
-            raise _bad_config(
-                path,
-                origin,
-                f"backbone_kwargs {name}={value!r:.80} is outside the limits (numbers up to {limit})",
-            )
-
-
-def _infer_from_shapes(shapes: dict[str, _SHAPE], path: Any) -> NPNetConfig:
-    if "embeeding.linear.weight" not in shapes:
-        raise _not_npnet(
-            path,
-            "no text embedding weights (embeeding.linear.weight) found; "
-            f"keys start with {_few(sorted({k.split('.')[0] for k in shapes}))}",
-        )
-    try:
-        in_features = shapes["embeeding.linear.weight"][1]
-        if in_features % 77:
-            raise _not_npnet(path, f"text embedding input {in_features} is not 77 x text width")
-        channels = shapes["embeeding.linear.weight"][0] // 2  # AdaGroupNorm: scale and shift per channel
-        fields: dict[str, Any] = {"text_dim": in_features // 77, "latent_channels": channels}
-        if in_features // 77 in LEGACY_FAMILIES and channels == 4:
-            fields["family"] = LEGACY_FAMILIES[in_features // 77]
-        fields.update(_infer_svd(shapes, math.isqrt(channels)))
-        fields.update(_infer_backbone(shapes))
-        return NPNetConfig(**fields)
-    except UserError:
-        raise
-    except (KeyError, IndexError, ValueError, ZeroDivisionError) as err:
-        raise _not_npnet(path, f"its tensors do not form an NPNet ({type(err).__name__}: {err})") from err
-
-
-def _infer_svd(shapes: dict[str, _SHAPE], grid: int = 2) -> dict[str, Any]:
-    if "unet_svd.mlp1.0.weight" not in shapes:
-        return {"use_svd_branch": False}
-    hidden, dim = shapes["unet_svd.mlp1.0.weight"]
-    fields = {
-        "latent_size": dim // max(grid, 1),
-        "svd_hidden": hidden,
-        "svd_mlp4_hidden": shapes["unet_svd.mlp4.0.weight"][0],
-    }
-    fields["attn_heads"] = 8 if dim % 8 == 0 else 1
-    return fields
-
-
-def _infer_backbone(shapes: dict[str, _SHAPE]) -> dict[str, Any]:
-    if "unet_embedding.upconv.weight" not in shapes:
-        return {"use_residual_branch": False}
-    img_size = 32 * shapes["unet_embedding.upconv.weight"][1]
-    embed_dim = shapes["unet_embedding.swin.patch_embed.proj.weight"][0]
-    depths, heads, window = [], [], 7
-    for layer in range(4):
-        blocks = {
-            k.split(".")[5] for k in shapes if k.startswith(f"unet_embedding.swin.layers.{layer}.blocks.")
-        }
-        depths.append(len(blocks))
-        table = shapes[f"unet_embedding.swin.layers.{layer}.blocks.0.attn.relative_position_bias_table"]
-        heads.append(table[1])
-        if layer == 0:
-            window = (round(table[0] ** 0.5) + 1) // 2
-    kwargs = (
-        ("embed_dim", embed_dim),
-        ("depths", tuple(depths)),
-        ("num_heads", tuple(heads)),
-        ("window_size", window),
-    )
-    if img_size == 224 and kwargs == (
-        ("embed_dim", 96),
-        ("depths", (2, 2, 6, 2)),
-        ("num_heads", (3, 6, 12, 24)),
-        ("window_size", 7),
-    ):
-        kwargs = ()
-    return {"backbone_img_size": img_size, "backbone_kwargs": kwargs}
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -587,20 +379,25 @@ def load_npnet(
     filename: str | None = None,
     device="cpu",
     expect: str | NPNetConfig | int | None = None,
+    hub: HubOptions | None = None,
     **options,
 ) -> NPNet:
     """Resolve, read, validate and load an NPNet in float32 (its SVD has no half kernels; the forward
     returns the input's dtype); ``expect`` (preset, config or text width) checks the model family.
+    The function form of ``NPNet.from_pretrained``; ``options`` (``size_strategy``, ``long_prompt``)
+    override those of a save_pretrained ``config.json``.
 
     The architecture is checked against the file's tensor shapes (and ``CONFIG_LIMITS``) before the
     network is built or a safetensors tensor is read."""
-    path = resolve_checkpoint(spec, filename)
-    shapes, meta, tensors = _open(path)
-    config = _checked_config(shapes, meta, path)
-    check_family(config, expect, path)
+    return _load(NPNet, spec, filename, device, expect, hub, options)
+
+
+def _load(cls, spec, filename, device, expect, hub: HubOptions | None, options: dict[str, Any]) -> NPNet:
+    header, tensors = _header(resolve_checkpoint(spec, filename, hub))
+    check_family(header.config, expect, header.path)
     flat = tensors()
-    net = NPNet(config, **options)
-    _load_validated(net, flat, path)
+    net = cls(header.config, **{**header.options, **options})
+    _load_validated(net, flat, header.path)
     return net.to(device=device).eval()
 
 
@@ -627,7 +424,7 @@ def check_family(
         )
 
 
-def _load_validated(net: NPNet, flat: dict[str, torch.Tensor], path: Path) -> None:
+def _load_validated(net: bare.NPNet, flat: dict[str, torch.Tensor], path: Path) -> None:
     expected = net.state_dict()
     missing = sorted(set(expected) - set(flat))
     unexpected = sorted(set(flat) - set(expected))
@@ -639,18 +436,14 @@ def _load_validated(net: NPNet, flat: dict[str, torch.Tensor], path: Path) -> No
     if missing or unexpected or wrong:
         raise UserError(
             f"{path} does not match the NPNet architecture {net.config}: "
-            f"missing keys {_few(missing)}; unexpected keys {_few(unexpected)}; "
-            f"wrong shapes {_few(wrong)}"
+            f"missing keys {few(missing)}; unexpected keys {few(unexpected)}; "
+            f"wrong shapes {few(wrong)}"
         )
     net.load_state_dict({k: v.to(expected[k].dtype) for k, v in flat.items()}, strict=True)
 
 
-def _few(items: list[str], n: int = 8) -> str:
-    return "none" if not items else f"{items[:n]}" + (f" (+{len(items) - n} more)" if len(items) > n else "")
-
-
 # -- saving ------------------------------------------------------------------------------------
-def save_npnet(net: NPNet, path: str | os.PathLike) -> Path:
+def save_npnet(net: bare.NPNet, path: str | os.PathLike) -> Path:
     """Flat layout (``unet_svd.*``, ``unet_embedding.*``, ``embeeding.*``, alpha, beta) + config metadata."""
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -660,7 +453,7 @@ def save_npnet(net: NPNet, path: str | os.PathLike) -> Path:
     return atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
-def save_official(net: NPNet, path: str | os.PathLike) -> Path:
+def save_official(net: bare.NPNet, path: str | os.PathLike) -> Path:
     """The official ``.pth`` layout; the config is added only when shapes cannot tell it."""
     state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
     obj: dict[str, Any] = {top: {} for top in _TOP_KEYS if any(k.startswith(top + ".") for k in state)}

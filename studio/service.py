@@ -25,6 +25,7 @@ from npnet.errors import UserError
 from npnet.io import versions
 from studio.config import LaunchConfig, default_model, resolve_offline
 from studio.sessions import Sessions
+from studio.spaces_compat import on_zero_gpu
 from studio.tempfiles import TempFiles
 
 log = logging.getLogger("studio")
@@ -93,6 +94,27 @@ class StudioService:
 
     def preset(self, model: str):
         return get_model_preset(model)
+
+    def warm_up(self) -> list[str]:
+        """On ZeroGPU (``spaces`` importable, ``SPACE_ID`` set), load the default pipeline, its NPNet and the
+        default metrics' scorers now: at start-up, outside every ``@spaces.GPU`` function, as the ZeroGPU
+        docs prescribe (each GPU call then finds them loaded instead of spending its seconds on it).
+        Elsewhere nothing is loaded before first use. Returns what was loaded."""
+        if not on_zero_gpu():
+            return []
+        model = self.default_model
+        npnet = self.default_npnet(model) or None  # what the Generate form sends for the default model
+        nets = list(self.engine.load(model, npnet).npnets)
+        loaded = [f"pipeline {model}", *(f"NPNet {key}" for key in nets)]
+        for metric in self.default_metrics(model):
+            try:
+                self.scorer(metric)
+            except (UserError, OSError, ImportError) as err:  # a first request reports it as usual
+                log.warning("metric %s not preloaded: %s", metric, str(err).splitlines()[0][:300])
+                continue
+            loaded.append(f"scorer {metric}")
+        log.info("ZeroGPU start-up: loaded %s", ", ".join(loaded))
+        return loaded
 
     def default_npnet(self, model: str) -> str:
         """The NPNet spec used for ``model`` when the user picks none (``--npnet`` for the default model)."""

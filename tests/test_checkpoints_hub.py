@@ -3,7 +3,7 @@
 import pytest
 from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
 
-from npnet import checkpoints
+from npnet import hub as hub_module
 from npnet.checkpoints import OFFICIAL_REPO, resolve_checkpoint
 from npnet.errors import UserError
 
@@ -36,8 +36,8 @@ class Hub:
 
 
 def _install(monkeypatch, hub: Hub) -> Hub:
-    monkeypatch.setattr(checkpoints, "hf_hub_download", hub.download)
-    monkeypatch.setattr(checkpoints, "list_repo_files", hub.list)
+    monkeypatch.setattr(hub_module, "hf_hub_download", hub.download)
+    monkeypatch.setattr(hub_module, "list_repo_files", hub.list)
     return hub
 
 

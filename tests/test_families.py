@@ -122,7 +122,7 @@ def test_released_layouts_keep_their_family_by_shape(tmp_path):
     for preset, family in (("sdxl", "sdxl"), ("dit", "hunyuan-dit")):
         with torch.device("meta"):
             shapes = {k: v.shape for k, v in NPNet(NPNET_PRESETS[preset]).state_dict().items()}
-        from npnet.checkpoints import _infer_from_shapes
+        from npnet.architecture import _infer_from_shapes
 
         inferred = _infer_from_shapes({k: tuple(v) for k, v in shapes.items()}, "x")
         assert inferred == NPNET_PRESETS[preset] and inferred.family == family

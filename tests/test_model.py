@@ -1,12 +1,12 @@
 """NPNet architecture: official layout, exact formulas, batching, dtypes, sizes and input errors."""
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from reference_npnet import reference_svd_branch
 
 from npnet.model import NPNET_PRESETS, NPNet
 
@@ -49,49 +49,12 @@ def test_residual_branch_keeps_the_nhwc_quirk():
     assert net.unet_embedding.upconv.in_channels == 7
 
 
-def _reference_svd_branch(net: NPNet, x: torch.Tensor) -> torch.Tensor:
-    """Independent float64 computation of the singular value branch with explicit loops."""
-    m = net.unet_svd
-    b, _, s_, _ = x.shape
-    big = torch.zeros(b, 2 * s_, 2 * s_, dtype=torch.float64)
-    for a in range(2):
-        for c in range(2):
-            big[:, a * s_ : (a + 1) * s_, c * s_ : (c + 1) * s_] = x[:, 2 * a + c]
-    u, s, vh = torch.linalg.svd(big)
-
-    def lin(layer, t):
-        return t @ layer.weight.T + layer.bias
-
-    def mlp(seq, t):
-        return lin(seq[2], torch.relu(lin(seq[0], t)))
-
-    out = mlp(m.mlp1, u.transpose(1, 2)) + mlp(m.mlp2, vh) + lin(m.mlp3[0], s)[:, None, :]
-    heads, dim = m.attention.num_heads, out.shape[-1]
-    qkv = out @ m.attention.qkv.weight.T  # (B, N, 3*dim)
-    att = torch.zeros_like(out)
-    hd = dim // heads
-    for h in range(heads):
-        q = qkv[..., h * hd : (h + 1) * hd]
-        k = qkv[..., dim + h * hd : dim + (h + 1) * hd]
-        v = qkv[..., 2 * dim + h * hd : 2 * dim + (h + 1) * hd]
-        w = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(hd), dim=-1)
-        att[..., h * hd : (h + 1) * hd] = w @ v
-    att = lin(m.attention.proj, att).mean(1)
-    new_s = mlp(m.mlp4, att) + s
-    pred = u @ torch.diag_embed(new_s) @ vh
-    result = torch.zeros_like(x)
-    for a in range(2):
-        for c in range(2):
-            result[:, 2 * a + c] = pred[:, a * s_ : (a + 1) * s_, c * s_ : (c + 1) * s_]
-    return result
-
-
 def test_forward_matches_independent_computation_of_the_formulas():
     net = _tiny().double()
     noise, embeds = _inputs(net)
     noise, embeds = noise.double(), embeds.double()
     with torch.no_grad():
-        svd = _reference_svd_branch(net, noise)
+        svd = reference_svd_branch(net, noise)
         assert torch.allclose(net.unet_svd(noise), svd, atol=1e-9)
         lin = net.embeeding.linear
         scale, shift = (embeds.reshape(2, -1) @ lin.weight.T + lin.bias).chunk(2, dim=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import gradio as gr
@@ -21,6 +23,7 @@ from studio.evaluation import (
     sample_images,
 )
 from studio.form import whole_number
+from studio.gpu_time import MAX_S, clamp, images_seconds
 from studio.service import StudioService
 from studio.sessions import session_of
 from studio.spaces_compat import gpu
@@ -110,8 +113,55 @@ def _run(service, config, note, progress, request):
         service.release(session, stop)
 
 
+def evaluation_seconds(service: StudioService, fields: dict) -> int:
+    """GPU seconds of the benchmark ``fields`` (after the caps): prompts x seeds x the methods' images."""
+    preset = service.preset(fields["model"])
+    prompts = fields["prompts"]
+    n_prompts = len(prompts) if isinstance(prompts, (tuple, list)) else fields.get("limit")
+    if not n_prompts:  # a whole prompt set or file (no cap off Spaces): as long as a call may take
+        return MAX_S
+    samples = n_prompts * len(tuple(fields.get("seeds", (0,))))
+    methods = tuple(fields.get("methods", ()))
+    per_sample = sum(int(m.group(1)) if (m := re.search(r"best-of-(\d+)$", x)) else 1 for x in methods)
+    seconds = images_seconds(
+        samples * per_sample, fields.get("steps") or preset.steps, fields.get("width") or preset.width,
+        fields.get("height") or preset.height, fields.get("guidance_scale") or preset.guidance_scale,
+        tuple(fields.get("metrics", ())), samples * ("inversion" in methods),
+    )  # fmt: skip
+    return clamp(seconds)
+
+
+def evaluate_seconds(service: StudioService):
+    """``evaluate``'s duration: its preset's or custom form's work, as ``evaluate`` would run it."""
+
+    def seconds(
+        preset, model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps, **_
+    ):
+        if preset:
+            if preset not in _presets():
+                raise UserError(f"unknown preset {preset!r}")
+            fields = dict(_presets()[preset])
+        else:
+            fields = custom_fields(
+                service, model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps
+            )
+        return evaluation_seconds(service, apply_caps(service, fields)[0])
+
+    return seconds
+
+
+def resume_seconds(service: StudioService):
+    """``resume``'s duration: the whole stored run (what is left of it takes no longer)."""
+
+    def seconds(run_dir, request=None, **_):
+        folder = service.sessions.run_dir(session_of(request), run_dir)
+        return evaluation_seconds(service, dataclasses.asdict(config_from_run(service, folder)))
+
+    return seconds
+
+
 def make_handlers(service: StudioService):
-    @gpu(duration=600)
+    @gpu(duration=evaluate_seconds(service))
     @user_errors
     def evaluate(
         preset, model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps,
@@ -132,7 +182,7 @@ def make_handlers(service: StudioService):
             service, config_for(service, fields, new_run_dir(service, label)), note, progress, request
         )
 
-    @gpu(duration=600)
+    @gpu(duration=resume_seconds(service))
     @user_errors
     def resume(run_dir, progress=gr.Progress(), request: gr.Request = None):
         """Continue one of this session's previous runs (given by its run id) where it stopped."""

@@ -12,6 +12,7 @@ from npnet.diffusion.schedulers import scheduler_names
 from studio.errors import user_errors
 from studio.examples import example_prompts
 from studio.form import GenerateForm
+from studio.gpu_time import generate_seconds
 from studio.render import aspect_size, pair_outputs, size_choices
 from studio.service import StudioService, preset_summary
 from studio.sessions import NO_SESSION, session_of
@@ -42,7 +43,7 @@ class GenerateTab:
 
 
 def make_generate(service: StudioService):
-    @gpu(duration=120)
+    @gpu(duration=generate_seconds)
     @user_errors
     def generate(
         prompt, negative_prompt, seed, model, npnet, scheduler, steps, guidance_scale, width, height, methods,
@@ -187,13 +188,17 @@ def build_generate_tab(service: StudioService, pair_state: gr.State) -> Generate
 
 
 def _examples(service: StudioService, prompt, seed, outputs) -> None:
-    """Project-authored example prompts on the default model, cached (eagerly when generation is cheap)."""
+    """Project-authored example prompts on the default model, cached (eagerly when generation is cheap and
+    not on a Space: there an eager cache would run GPU functions at start-up)."""
     mode = service.config.cache_examples
     if mode == "auto":
-        mode = "eager" if service.preset(service.default_model).offline else "lazy"
+        eager = service.preset(service.default_model).offline and not service.config.on_spaces
+        mode = "eager" if eager else "lazy"
     model = service.default_model
+    p = service.preset(model)
+    seconds = generate_seconds(p.steps, p.width, p.height, p.guidance_scale, metrics=service.default_metrics(model))
 
-    @gpu(duration=120)
+    @gpu(duration=seconds)
     @user_errors
     def run_example(prompt_text, seed_value, progress=gr.Progress()):
         form = GenerateForm.defaults(service, model, prompt_text, seed_value)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 
 from npnet.errors import UserError
 from studio.errors import user_errors
 from studio.form import GenerateForm, whole_number
+from studio.gpu_time import seeds_seconds
 from studio.render import pair_outputs
 from studio.service import Pair, StudioService
 from studio.sessions import session_of
@@ -17,73 +20,100 @@ from studio.spaces_compat import gpu
 from studio.tabs.generate import GenerateTab
 
 TABLE_COLUMNS = ["seed", "standard", "npnet", "NPNet - standard", "verdict"]
+VERIFIER_COLUMN = "verifier"  # binary verifiers only: rescued / broken / both correct / both wrong
+VERDICTS = {1: "NPNet better", 0: "tie", -1: "NPNet worse"}
+CHANGES = {1: "rescued", -1: "broken"}
+
+
+def seed_scores(pairs: list[Pair], metric: str) -> pd.DataFrame:
+    """Raw scores per seed (seed, standard, npnet; NaN where ``metric`` gave no score), unrounded."""
+    rows = [
+        {
+            "seed": pair.result.settings["seed"],
+            "standard": pair.scores.get(metric, {}).get("standard", math.nan),
+            "npnet": pair.scores.get(metric, {}).get("npnet", math.nan),
+        }
+        for pair in pairs
+    ]
+    return pd.DataFrame(rows, columns=["seed", "standard", "npnet"])
 
 
 def seed_table(pairs: list[Pair], metric: str, higher_is_better: bool) -> pd.DataFrame:
-    """One row per seed: both scores, the difference and who won (strictly, as the official code)."""
-    rows = []
-    for pair in pairs:
-        values = pair.scores.get(metric, {})
-        std, gold = values.get("standard"), values.get("npnet")
-        diff = None if std is None or gold is None else gold - std
-        better = None if diff is None else (diff if higher_is_better else -diff)
-        verdict = "no score" if better is None else "NPNet better" if better > 0 else "NPNet worse"
-        if better == 0:
-            verdict = "tie"
-        rows.append(
-            {
-                "seed": pair.result.settings["seed"],
-                "standard": None if std is None else round(std, 5),
-                "npnet": None if gold is None else round(gold, 5),
-                "NPNet - standard": None if diff is None else round(diff, 5),
-                "verdict": verdict,
-            }
-        )
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    """One row per seed: both scores, the difference and the verdict (a win only by more than the stats
+    module's ``VERDICT_TIE_MARGIN``); for a binary verifier also whether NPNet rescued or broke the seed."""
+    from eval.stats import BINARY_METRICS, VERDICT_TIE_MARGIN, binary_changes, pair_outcomes
+
+    raw = seed_scores(pairs, metric)
+    scored = raw["standard"].notna() & raw["npnet"].notna()
+    ok = raw[scored]
+    outcome = pair_outcomes(ok["npnet"], ok["standard"], higher_is_better, VERDICT_TIE_MARGIN)
+    table = pd.DataFrame(
+        {
+            "seed": raw["seed"],
+            "standard": raw["standard"].round(5),
+            "npnet": raw["npnet"].round(5),
+            "NPNet - standard": (raw["npnet"] - raw["standard"]).round(5),
+            "verdict": "no score",
+        },
+        columns=TABLE_COLUMNS,
+    )
+    table.loc[scored, "verdict"] = [VERDICTS[int(o)] for o in outcome]
+    if metric in BINARY_METRICS:
+        threshold = BINARY_METRICS[metric]
+        change = binary_changes(ok["npnet"], ok["standard"], threshold)
+        both = np.where(ok["standard"] > threshold, "both correct", "both wrong")
+        table[VERIFIER_COLUMN] = "no score"
+        table.loc[scored, VERIFIER_COLUMN] = [CHANGES.get(int(c), b) for c, b in zip(change, both)]
+    return table
 
 
-def summary(pairs: list[Pair], table: pd.DataFrame, metric: str, higher_is_better: bool) -> str:
-    """Win rate over the grid with a paired bootstrap CI and sign test, plus rescued / hurt seeds."""
-    from eval.stats import paired_stats
+def summary(pairs: list[Pair], metric: str, higher_is_better: bool) -> str:
+    """Win rate over the grid (ties within ``VERDICT_TIE_MARGIN``, as the verdict column) with a paired
+    bootstrap CI and sign test, the seeds NPNet scores better / worse on, and for a binary verifier
+    the rescued / broken seeds."""
+    from eval.stats import VERDICT_TIE_MARGIN, pair_outcomes, paired_stats
 
-    scored = table.dropna(subset=["standard", "npnet"])
+    scored = seed_scores(pairs, metric).dropna(subset=["standard", "npnet"])
     if scored.empty:
         why = next(iter(pairs[0].score_errors.values()), "no scores") if pairs else "no seeds"
         return f"No {metric} scores: {why}"
-    st = paired_stats(scored["npnet"], scored["standard"], higher_is_better)
-    rescued = scored.loc[scored["verdict"] == "NPNet better", "seed"].tolist()
-    hurt = scored.loc[scored["verdict"] == "NPNet worse", "seed"].tolist()
+    st = paired_stats(scored["npnet"], scored["standard"], higher_is_better, tie_margin=VERDICT_TIE_MARGIN)
+    outcome = pair_outcomes(scored["npnet"], scored["standard"], higher_is_better, VERDICT_TIE_MARGIN)
+    better = scored.loc[outcome > 0, "seed"].tolist()
+    worse = scored.loc[outcome < 0, "seed"].tolist()
     return binary_summary(scored, metric) + (
-        f"**{metric}**: NPNet wins on {st['wins']} of {st['n_pairs']} seeds — win rate "
+        f"**{metric}**: NPNet scores better on {st['wins']} of {st['n_pairs']} seeds — win rate "
         f"**{100 * st['win_rate']:.1f}%** (95% bootstrap CI {100 * st['win_rate_ci_low']:.1f}–"
-        f"{100 * st['win_rate_ci_high']:.1f}%), {st['ties']} ties, {st['losses']} losses, sign test "
-        f"p = {st['sign_p']:.3g}; mean difference {st['mean_diff']:+.4g}.\n\n"
-        f"Rescued (NPNet better): {rescued or 'none'} · Hurt (NPNet worse): {hurt or 'none'}. "
+        f"{100 * st['win_rate_ci_high']:.1f}%), {st['ties']} ties (|difference| ≤ {VERDICT_TIE_MARGIN:g}), "
+        f"{st['losses']} losses, sign test p = {st['sign_p']:.3g}; mean difference {st['mean_diff']:+.4g}.\n\n"
+        f"NPNet better: {better or 'none'} · NPNet worse: {worse or 'none'}. "
         "Select a row to open that pair in Generate and Noise analysis."
     )
 
 
 def binary_summary(scored: pd.DataFrame, metric: str) -> str:
     """For a binary verifier (micro: correct iff score > 0.5): accuracy of both and the seeds NPNet
-    rescued (standard wrong, NPNet right) or broke, with the exact McNemar test; empty for other metrics."""
-    from eval.stats import BINARY_METRICS, binary_stats
+    rescued (standard wrong, NPNet right) or broke, with the exact McNemar test; empty for other metrics.
+    The lists and counts are ``eval.stats.binary_changes``, the definition ``binary_stats`` counts."""
+    from eval.stats import BINARY_METRICS, binary_changes, binary_stats
 
     if metric not in BINARY_METRICS:
         return ""
     threshold = BINARY_METRICS[metric]
     st = binary_stats(scored["npnet"], scored["standard"], threshold=threshold)
-    std_ok, gold_ok = (scored["standard"] > threshold), (scored["npnet"] > threshold)
-    rescued = scored.loc[gold_ok & ~std_ok, "seed"].tolist()
-    broken = scored.loc[std_ok & ~gold_ok, "seed"].tolist()
+    change = binary_changes(scored["npnet"], scored["standard"], threshold)
+    rescued = scored.loc[change > 0, "seed"].tolist()
+    broken = scored.loc[change < 0, "seed"].tolist()
+    std_ok, gold_ok = int((scored["standard"] > threshold).sum()), int((scored["npnet"] > threshold).sum())
     return (
-        f"**Correct ({metric} > {threshold})**: standard {int(std_ok.sum())} of {len(scored)}, NPNet "
-        f"{int(gold_ok.sum())} — **{st['rescued']} rescued** {rescued or ''}, **{st['broken']} broken** "
+        f"**Correct ({metric} > {threshold})**: standard {std_ok} of {len(scored)}, NPNet "
+        f"{gold_ok} — **{st['rescued']} rescued** {rescued or ''}, **{st['broken']} broken** "
         f"{broken or ''} (exact McNemar p = {st['mcnemar_p']:.3g}).\n\n"
     )
 
 
 def make_run_seeds(service: StudioService):
-    @gpu(duration=300)
+    @gpu(duration=seeds_seconds)
     @user_errors
     def run_seeds(
         prompt, negative_prompt, first_seed, count, metric, model, npnet, scheduler, steps, guidance_scale,
@@ -112,7 +142,7 @@ def make_run_seeds(service: StudioService):
             for p in pairs
             for m in ("standard", "npnet")
         ]
-        return summary(pairs, table, metric, hib), table, gallery, pairs
+        return summary(pairs, metric, hib), table, gallery, pairs
 
     return run_seeds
 
@@ -133,8 +163,8 @@ def make_open_seed(service: StudioService):
 
 def build_seeds_tab(service: StudioService, gen: GenerateTab, pair_state: gr.State, tabs: gr.Tabs):
     gr.Markdown(
-        "One prompt over a grid of seeds with the Generate tab's model and settings: which seeds does "
-        "NPNet rescue or hurt, and how often does it win?"
+        "One prompt over a grid of seeds with the Generate tab's model and settings: on which seeds does "
+        "NPNet score better or worse (rescue or break them, for a binary verifier), and how often does it win?"
     )
     with gr.Row():
         prompt = gr.Textbox(

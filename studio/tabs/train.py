@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import gradio as gr
@@ -9,6 +10,7 @@ import gradio as gr
 from eval.prompts import available_prompt_sets
 from npnet.errors import UserError
 from studio.errors import user_errors
+from studio.gpu_time import TRAIN_STEP_S, clamp, images_seconds, number
 from studio.service import StudioService
 from studio.sessions import session_of
 from studio.spaces_compat import gpu
@@ -30,8 +32,22 @@ GATED = (
 )
 
 
+def train_seconds(service: StudioService):
+    """``collect_and_train``'s duration: Alg. 1 on every pair (standard image, re-denoise, the image from
+    x'_T, both scored) and then the optimizer steps of Alg. 2."""
+
+    def seconds(model, max_prompts, seeds_per_prompt, steps, scorer, epochs, batch_size, **_):
+        p = service.preset(model)
+        pairs = min(service.config.max_train_pairs, int(number(max_prompts, 1) * number(seeds_per_prompt, 1)))
+        collect = images_seconds(2 * pairs, steps, p.width, p.height, p.guidance_scale, [scorer], pairs)
+        optimizer_steps = int(number(epochs, 1)) * math.ceil(pairs / number(batch_size, 1))
+        return clamp(collect + optimizer_steps * TRAIN_STEP_S)
+
+    return seconds
+
+
 def make_train(service: StudioService):
-    @gpu(duration=900)
+    @gpu(duration=train_seconds(service))
     @user_errors
     def collect_and_train(
         model, npnet, prompts_text, prompt_set, max_prompts, seeds_per_prompt, steps, scorer, margin, select,
