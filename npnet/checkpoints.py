@@ -35,7 +35,7 @@ from npnet.model import NPNET_PRESETS, NPNet, NPNetConfig, describe_text_width, 
 
 OFFICIAL_REPO = "Klayand/GoldenNoiseModel"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-_TOP_KEYS = ("unet_svd", "unet_embedding", "embeeding")
+_TOP_KEYS = ("unet_svd", "unet_embedding", "embeeding", "token_branch")  # token_branch: token variants
 _ALIASES = {"text_embedding": "embeeding", "embedding": "embeeding", "_alpha": "alpha", "_beta": "beta"}
 
 
@@ -200,6 +200,10 @@ CONFIG_LIMITS: dict[str, int] = {
     "svd_hidden": 16384,
     "svd_mlp4_hidden": 16384,
     "attn_heads": 1024,
+    "token_width": 4096,
+    "token_layers": 64,
+    "token_heads": 256,
+    "token_grid": 512,
 }
 BACKBONE_LIMITS: dict[str, int] = {"window_size": 16, "number": 4096, "list": 16, "name": 200}
 _SHAPE = tuple[int, ...]
@@ -470,7 +474,7 @@ def _check_config_values(data: dict[str, Any], path: Any, origin: str) -> None:
             raise _bad_config(path, origin, f"{name} must be an integer; got {value!r}")
         if not 1 <= value <= limit:
             raise _bad_config(path, origin, f"{name}={value} is outside the limit 1..{limit}")
-    for name in ("use_svd_branch", "use_residual_branch"):
+    for name in ("use_svd_branch", "use_residual_branch", "token_into_residual"):
         if name in data and not isinstance(data[name], bool):
             raise _bad_config(path, origin, f"{name} must be true or false; got {data[name]!r}")
     backbone = data.get("backbone", "")
