@@ -73,6 +73,8 @@ class ModelPreset:
     max_side: int | None = None  # largest image side in px; None: SIDE_LIMIT_FACTOR x the native side
     max_steps: int | None = None  # most (re-)denoising steps; None: HUB_MAX_STEPS / OFFLINE_MAX_STEPS
     batch_size: int = 1  # samples per pipeline call in evaluation, collection and the seed grid
+    # other shipped NPNets for this model, offered next to ``npnet_checkpoint`` (app, ``--npnet``)
+    npnet_alternatives: tuple[str, ...] = ()
 
     @property
     def side_limit(self) -> int:
@@ -245,6 +247,8 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
             hub_id=None,
             npnet_preset="micro",
             npnet_checkpoint="assets/micro/npnet-turbo.safetensors",
+            # the token-conditioned variant (issue 21), trained on the same pairs with the same command
+            npnet_alternatives=("assets/micro/npnet-turbo-tokens.safetensors",),
             width=MICRO_SIZE,
             height=MICRO_SIZE,
             steps=MICRO_TURBO_STEPS,
