@@ -38,6 +38,7 @@ from npnet.analysis import change_agreement
 from npnet.checkpoints import load_npnet
 from npnet.data.dataset import NoisePairDataset
 from npnet.engine import GenerationRequest, GoldenNoiseService
+from npnet.errors import UserError
 from npnet.io import atomic_write_json, atomic_write_text
 from npnet.model import NPNET_PRESETS, NPNet
 from npnet.training.state import finished_run
@@ -87,10 +88,16 @@ class AblationConfig:
     limit: int | None = None
     val_fraction: float = 0.1
     variant_set: str = "turbo"  # VARIANT_SETS key
+    only: tuple[str, ...] = ()  # a subset of the set's variants ("full" always included); () = all
 
     @property
     def variants(self) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
-        return VARIANT_SETS[self.variant_set][1]
+        every = VARIANT_SETS[self.variant_set][1]
+        unknown = sorted(set(self.only) - set(every))
+        if unknown:
+            raise UserError(f"unknown variants {unknown} for --variants {self.variant_set}; choose from {', '.join(every)}")
+        keep = {"full", *self.only} if self.only else set(every)
+        return {name: every[name] for name in every if name in keep}
 
 
 @torch.no_grad()
@@ -222,6 +229,7 @@ def add_ablation_parser(sub) -> argparse.ArgumentParser:
         default="turbo",
         help="turbo: the official architecture's Table 4; tokens: the token-conditioned NPNet's (micro-tokens)",
     )
+    parser.add_argument("--only", default="", help="comma list: a subset of the variants (full is always run)")
     return parser
 
 
@@ -231,4 +239,5 @@ def ablation_config(args: argparse.Namespace) -> AblationConfig:
     return AblationConfig(
         args.data, args.runs, args.out, preset=preset, epochs=args.epochs, lr=args.lr, seeds=seeds,
         limit=args.limit, variant_set=args.variants,
+        only=tuple(s.strip() for s in args.only.split(",") if s.strip()),
     )  # fmt: skip
