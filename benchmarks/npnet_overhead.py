@@ -1,6 +1,8 @@
 """NPNet forward latency and parameter memory, and where the time goes (Swin vs SVD vs text linear).
 
     python benchmarks/npnet_overhead.py --preset sdxl --repeats 20 --threads 2
+    python benchmarks/npnet_overhead.py --preset sdxl-tokens    # the token-conditioned variant vs the official
+    python benchmarks/npnet_overhead.py --preset micro-tokens   # vs one micro UNet step (shipped generator)
 
 Random weights with the official architecture (timing does not depend on the values).  Prints a
 markdown table; medians of ``--repeats`` runs after one warm-up.
@@ -9,6 +11,7 @@ markdown table; medians of ``--repeats`` runs after one warm-up.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -41,9 +44,12 @@ def profile(net: NPNet, batch: int, repeats: int) -> dict[str, float]:
     noise = torch.randn(batch, 4, cfg.latent_size, cfg.latent_size)
     embeds = torch.randn(1, cfg.text_len, cfg.text_dim)
     cond = net.condition(embeds, batch)
+    tokens = cond.reshape(batch, cfg.text_len, cfg.text_dim)  # (B, 77, D)
+    extra = {"token branch": lambda: net.token_branch(noise, tokens)} if cfg.uses_tokens else {}
     with torch.inference_mode():
         return {
             "total": _median_ms(lambda: net(noise, embeds), repeats),
+            **{name: _median_ms(fn, repeats) for name, fn in extra.items()},
             "svd branch": _median_ms(lambda: net.unet_svd(noise), repeats),
             "  torch.linalg.svd": _median_ms(
                 lambda: torch.linalg.svd(noise.reshape(batch, 2 * cfg.latent_size, -1)), repeats
@@ -72,6 +78,48 @@ SDXL_UNET = dict(  # stabilityai/stable-diffusion-xl-base-1.0 unet/config.json (
 )
 
 
+def forward_gflops(net: NPNet) -> float:
+    """GFLOPs of one batch-1 NPNet forward at its native size (torch's counter: the SVD is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = net.config
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        net(torch.randn(1, 4, cfg.latent_size, cfg.latent_size), torch.randn(1, cfg.text_len, cfg.text_dim))
+    return counter.get_total_flops() / 1e9
+
+
+def micro_unet_step_gflops() -> float:
+    """GFLOPs of one CFG step (batch 2) of the shipped micro generator's UNet."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from npnet.worlds.micro.pipeline import load_micro_pipeline
+
+    pipe = load_micro_pipeline()
+    side = pipe.unet.config.sample_size
+    x, emb = torch.randn(2, 4, side, side), torch.randn(2, 77, pipe.unet.config.cross_attention_dim)
+    added = {"text_embeds": torch.randn(2, pipe.text_encoder_2.config.projection_dim), "time_ids": torch.randn(2, 6)}
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        pipe.unet(x, torch.tensor([999]), encoder_hidden_states=emb, added_cond_kwargs=added)
+    return counter.get_total_flops() / 1e9
+
+
+def print_costs(net: NPNet) -> None:
+    """FLOPs of this NPNet, of the official architecture of the same size, and of one UNet step."""
+    cfg = net.config
+    ours = forward_gflops(net)
+    lines = [f"\nFLOPs (SVD not counted): this NPNet {ours * 1e3:.1f} MFLOPs"]
+    if cfg.uses_tokens:
+        official = forward_gflops(NPNet(dataclasses.replace(cfg, text_conditioning="official")).eval())
+        lines.append(f"; the official architecture {official * 1e3:.1f} MFLOPs ({ours / official:.2f}x)")
+    if cfg.text_dim == 2048 and cfg.latent_size == 128:
+        step = flops_versus_sdxl(net, 1)[1]
+        lines.append(f"; one SDXL CFG UNet step (batch 2, 1024 px) {step:.0f} GFLOPs: NPNet = {ours / step * 100:.4f}%")
+    if cfg.text_dim == 64 and cfg.latent_size == 8:
+        step = micro_unet_step_gflops()
+        lines.append(f"; one micro CFG UNet step {step * 1e3:.1f} MFLOPs: NPNet = {ours / step * 100:.1f}% of a step")
+    print("".join(lines))
+
+
 def flops_versus_sdxl(net: NPNet, steps: int) -> tuple[float, float]:
     """GFLOPs of one NPNet forward and of a ``steps``-step CFG SDXL UNet run (UNet built on the meta device)."""
     from diffusers import UNet2DConditionModel
@@ -97,6 +145,7 @@ def main(args: argparse.Namespace) -> None:
         "svd branch": net.unet_svd,
         "residual branch (Swin)": net.unet_embedding,
         "text AdaGroupNorm": net.embeeding,
+        **({"token branch": net.token_branch} if net.config.uses_tokens else {}),
     }
     print(
         f"NPNet `{args.preset}` on CPU, {args.threads} threads, median of {args.repeats} "
@@ -112,6 +161,8 @@ def main(args: argparse.Namespace) -> None:
     print("|---|" + "---|" * len(args.batches))
     for name in results[args.batches[0]]:
         print(f"| {name} | " + " | ".join(f"{results[b][name]:.1f}" for b in args.batches) + " |")
+    if args.flops:
+        print_costs(net)
     if args.flops and net.config.text_dim == 2048:
         npnet_gf, sdxl_gf = flops_versus_sdxl(net, args.steps)
         print(

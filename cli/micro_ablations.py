@@ -12,6 +12,9 @@ Every variant is trained by the same ``train`` code on the same noise pairs with
 * ``selection``: only the pairs the verifier kept (s_0 < s'_0, the paper's rule; Table 4's "w/o data
   selection" read the other way round, since the shipped recipe trains on every pair).
 
+``--variants tokens`` ablates the token-conditioned NPNet (preset ``micro-tokens``) instead: ``full``,
+``no-text`` (the same network with the prompt zeroed), ``no-svd`` and ``no-residual``.
+
 For each variant: agreement of NPNet(x_T) - x_T with x'_T - x_T on the NPD's validation pairs (training
 captions), and accuracy on the held-out captions x seeds at the preset's settings, with rescued / broken
 counts, exact McNemar tests and prompt-clustered CIs against standard noise and against ``full``.
@@ -35,6 +38,7 @@ from npnet.analysis import change_agreement
 from npnet.checkpoints import load_npnet
 from npnet.data.dataset import NoisePairDataset
 from npnet.engine import GenerationRequest, GoldenNoiseService
+from npnet.errors import UserError
 from npnet.io import atomic_write_json, atomic_write_text
 from npnet.model import NPNET_PRESETS, NPNet
 from npnet.training.state import finished_run
@@ -48,6 +52,25 @@ TURBO_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "no-svd": VARIANTS["no-svd"],
     "no-residual": VARIANTS["no-residual"],
     "selection": ({}, {"select": True}),
+}
+# The token-conditioned NPNet (preset "micro-tokens", issue 21): where its gain comes from.
+TOKEN_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "full": ({}, {}),
+    "no-text": ({"text_conditioning": "tokens-no-text"}, {}),
+    "no-svd": VARIANTS["no-svd"],
+    "no-residual": VARIANTS["no-residual"],
+}
+# Designs of the token path compared on validation agreement only (``micro-turbo token-candidates``).
+TOKEN_CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "add": ({}, {}),
+    "add-outside-residual": ({"token_into_residual": False}, {}),
+    "film": ({"token_output": "film"}, {}),
+}
+# --variants NAME -> (NPNet preset the changes apply to, the variants)
+VARIANT_SETS: dict[str, tuple[str, dict[str, tuple[dict[str, Any], dict[str, Any]]]]] = {
+    "turbo": ("micro", TURBO_VARIANTS),
+    "tokens": ("micro-tokens", TOKEN_VARIANTS),
+    "token-candidates": ("micro-tokens", TOKEN_CANDIDATES),
 }
 
 
@@ -64,6 +87,17 @@ class AblationConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     limit: int | None = None
     val_fraction: float = 0.1
+    variant_set: str = "turbo"  # VARIANT_SETS key
+    only: tuple[str, ...] = ()  # a subset of the set's variants ("full" always included); () = all
+
+    @property
+    def variants(self) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+        every = VARIANT_SETS[self.variant_set][1]
+        unknown = sorted(set(self.only) - set(every))
+        if unknown:
+            raise UserError(f"unknown variants {unknown} for --variants {self.variant_set}; choose from {', '.join(every)}")
+        keep = {"full", *self.only} if self.only else set(every)
+        return {name: every[name] for name in every if name in keep}
 
 
 @torch.no_grad()
@@ -78,7 +112,7 @@ def validation_agreement(data: str, net: NPNet, val_fraction: float = 0.1, seed:
 
 def train_config(config: AblationConfig, variant: str) -> TrainConfig:
     """The shipped recipe (every pair, lr 1e-3, random init: no ImageNet Swin at micro size) with one change."""
-    model_changes, train_changes = TURBO_VARIANTS[variant]
+    model_changes, train_changes = config.variants[variant]
     return TrainConfig(
         data=config.data,
         out=str(Path(config.runs) / variant),
@@ -140,7 +174,7 @@ def summarize(frame: pd.DataFrame, agreement: dict[str, dict]) -> dict:
 
 
 def run_ablations(config: AblationConfig) -> dict:
-    checkpoints = {name: trained(config, name) for name in TURBO_VARIANTS}
+    checkpoints = {name: trained(config, name) for name in config.variants}
     agreement = {
         name: validation_agreement(config.data, load_npnet(path), config.val_fraction)
         for name, path in checkpoints.items()
@@ -189,11 +223,21 @@ def add_ablation_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--seeds", default="0,1,2", help="comma list of held-out seeds (default 0,1,2)")
     parser.add_argument("--limit", type=int, default=None, help="first N held-out captions")
+    parser.add_argument(
+        "--variants",
+        choices=sorted(VARIANT_SETS),
+        default="turbo",
+        help="turbo: the official architecture's Table 4; tokens: the token-conditioned NPNet's (micro-tokens)",
+    )
+    parser.add_argument("--only", default="", help="comma list: a subset of the variants (full is always run)")
     return parser
 
 
 def ablation_config(args: argparse.Namespace) -> AblationConfig:
     seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
+    preset = VARIANT_SETS[args.variants][0]
     return AblationConfig(
-        args.data, args.runs, args.out, epochs=args.epochs, lr=args.lr, seeds=seeds, limit=args.limit
-    )
+        args.data, args.runs, args.out, preset=preset, epochs=args.epochs, lr=args.lr, seeds=seeds,
+        limit=args.limit, variant_set=args.variants,
+        only=tuple(s.strip() for s in args.only.split(",") if s.strip()),
+    )  # fmt: skip

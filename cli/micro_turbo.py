@@ -20,7 +20,9 @@ verifier (correct iff score > 0.5), per (caption, seed):
 
 Accuracy with prompt-clustered CIs, rescued/broken vs standard and exact McNemar tests come from
 ``eval.stats.binary_stats``; every per-sample score is written to ``rows.csv``. ``ablations`` (Table 4's
-rows: no SVD branch, no residual branch, with / without data selection) lives in ``cli.micro_ablations``.
+rows: no SVD branch, no residual branch, with / without data selection) lives in ``cli.micro_ablations``;
+the token-conditioned NPNet's commands (``token-candidates``, ``compare``, ``compute-matched``) in
+``cli.micro_tokens``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from cli.micro_ablations import (
     run_ablations,
     validation_agreement,
 )
+from cli.micro_tokens import add_token_parsers, run_token_command
 from eval.stats import accuracy_ci, binary_stats
 from npnet.checkpoints import load_npnet
 from npnet.diffusion.presets import get_model_preset
@@ -208,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     cu.add_argument("folders", nargs="+", help="evaluate --out folders (one per step count)")
     cu.add_argument("--out", default=None, help="also write the table to this markdown file")
     add_ablation_parser(sub)
+    add_token_parsers(sub)
     return parser
 
 
@@ -216,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     if args.command == "ablations":
         return run_command(lambda: print(ablation_markdown(run_ablations(ablation_config(args)))))
+    if args.command in ("token-candidates", "compare", "compute-matched"):
+        return run_command(lambda: print(run_token_command(args)))
     if args.command == "curve":
         return run_command(lambda: print(write_curve(args.folders, args.out)))
     if args.command == "agreement":

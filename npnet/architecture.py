@@ -34,6 +34,10 @@ CONFIG_LIMITS: dict[str, int] = {
     "svd_hidden": 16384,
     "svd_mlp4_hidden": 16384,
     "attn_heads": 1024,
+    "token_width": 4096,
+    "token_layers": 64,
+    "token_heads": 256,
+    "token_grid": 512,
 }
 _NON_NEGATIVE = ("text_pool",)  # CONFIG_LIMITS fields where 0 is allowed
 BACKBONE_LIMITS: dict[str, int] = {"window_size": 16, "number": 4096, "list": 16, "name": 200}
@@ -116,7 +120,7 @@ def _check_config_values(data: dict[str, Any], path: Any, origin: str) -> None:
     family = data.get("family")
     if family is not None and (not isinstance(family, str) or not 0 < len(family) <= 64):
         raise bad_config(path, origin, f"family must be a model family name or null; got {family!r:.80}")
-    for name in ("use_svd_branch", "use_residual_branch"):
+    for name in ("use_svd_branch", "use_residual_branch", "token_into_residual"):
         if name in data and not isinstance(data[name], bool):
             raise bad_config(path, origin, f"{name} must be true or false; got {data[name]!r}")
     backbone = data.get("backbone", "")

@@ -65,7 +65,7 @@ from npnet.model import NPNET_PRESETS, NPNetConfig, describe_text_width, models_
 
 PAPER_URL = "https://arxiv.org/abs/2411.09502"
 PRETRAINED_FORMAT = "npnet-studio-pretrained-v1"
-_TOP_KEYS = ("unet_svd", "unet_embedding", "embeeding")
+_TOP_KEYS = ("unet_svd", "unet_embedding", "embeeding", "token_branch")  # token_branch: token variants
 _ALIASES = {"text_embedding": "embeeding", "embedding": "embeeding", "_alpha": "alpha", "_beta": "beta"}
 _OPTIONS = {"size_strategy": bare.SIZE_STRATEGIES, "long_prompt": bare.LONG_PROMPT_STRATEGIES}
 MODEL_CARD = """---

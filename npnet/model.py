@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from diffusers.models.normalization import AdaGroupNorm
 from torch import nn
 
+from npnet.token_conditioning import TokenBranch, check_token_options
+
 SIZE_STRATEGIES = ("nearest-exact", "bilinear", "residual", "reject")
 # Text width D of the (77, D) condition -> (what the checkpoint is for, which models to choose).
 # A checkpoint without a recorded family (the released ones) is told apart by this width only.
@@ -70,6 +72,15 @@ class NPNetConfig:
     use_residual_branch: bool = True
     text_pool: int = 0  # mean-pool the text_len tokens into this many groups before AdaGroupNorm (0: none)
     family: str | None = None  # npnet.diffusion.families name it was trained for (None: by shape only)
+    # Text path (npnet.token_conditioning): "official" (AdaGroupNorm only: 8 numbers per prompt), "tokens"
+    # (+ a patch-to-token attention branch), "tokens-no-text" (the same network with the prompt zeroed).
+    text_conditioning: str = "official"
+    token_width: int = 64
+    token_layers: int = 2
+    token_heads: int = 4
+    token_grid: int = 8  # patches per side of the native latent
+    token_output: str = "add"  # "add" | "film"
+    token_into_residual: bool = True  # the residual branch sees x + e + token change
 
     def __post_init__(self):
         if self.latent_channels not in (4, 16):
@@ -81,11 +92,24 @@ class NPNetConfig:
             raise ValueError(f"attn_heads={self.attn_heads} must divide the SVD width {self.svd_dim}")
         if not 0 <= self.text_pool <= self.text_len:
             raise ValueError(f"text_pool={self.text_pool} must be in [0, text_len={self.text_len}]")
+        if self.uses_tokens and self.text_pool:
+            raise ValueError("the token variants read every prompt token: use text_pool=0 with them")
+        check_token_options(self.text_conditioning, self.token_output)
+        if self.uses_tokens and (self.latent_size % self.token_grid or self.token_width % self.token_heads):
+            raise ValueError(
+                f"token_grid={self.token_grid} must divide latent_size={self.latent_size} and "
+                f"token_heads={self.token_heads} must divide token_width={self.token_width}"
+            )
 
     @property
     def svd_grid(self) -> int:
         """k of the k x k channel grid (k^2 = latent_channels)."""
         return math.isqrt(self.latent_channels)
+
+    @property
+    def uses_tokens(self) -> bool:
+        """Whether the token branch exists (``text_conditioning`` other than "official")."""
+        return self.text_conditioning != "official"
 
     @property
     def svd_dim(self) -> int:
@@ -100,6 +124,8 @@ class NPNetConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["backbone_kwargs"] = [list(pair) for pair in self.backbone_kwargs]
+        if not self.uses_tokens:  # official architecture: the metadata stays as before the token option
+            data = {k: v for k, v in data.items() if k != "text_conditioning" and not k.startswith("token_")}
         return data
 
     @classmethod
@@ -139,6 +165,21 @@ NPNET_PRESETS: dict[str, NPNetConfig] = {
         svd_hidden=32,
         svd_mlp4_hidden=128,
         attn_heads=4,
+    ),
+    # Token-conditioned variant of "micro" (issue 21): the prompt reaches each of the 8x8 latent positions.
+    "micro-tokens": NPNetConfig(
+        text_dim=64,
+        latent_size=8,
+        backbone_img_size=64,
+        backbone_kwargs=_MICRO_SWIN,
+        svd_hidden=32,
+        svd_mlp4_hidden=128,
+        attn_heads=4,
+        text_conditioning="tokens",
+    ),
+    # Its SDXL-sized config: 16x16 patches of 8x8 latent pixels attend to the 77x2048 prompt.
+    "sdxl-tokens": NPNetConfig(
+        text_dim=2048, text_conditioning="tokens", token_width=256, token_heads=8, token_grid=16
     ),
     # Plumbing-only NPNet for the tiny offline pipelines (64x64 px -> 8x8 latents).
     "tiny": _TINY,
@@ -258,6 +299,17 @@ class NPNet(nn.Module):
         if config.use_residual_branch:
             self.unet_embedding = ResidualPredictor(config)
         self.embeeding = AdaGroupNorm(config.text_features, config.latent_channels, 1, eps=1e-6)
+        if config.uses_tokens:
+            self.token_branch = TokenBranch(
+                config.latent_channels,
+                config.latent_size,
+                config.text_dim,
+                config.token_width,
+                config.token_layers,
+                config.token_heads,
+                config.token_grid,
+                config.token_output,
+            )
         self.alpha = nn.Parameter(torch.zeros(1))
         self.beta = nn.Parameter(torch.zeros(1))
 
@@ -294,12 +346,30 @@ class NPNet(nn.Module):
 
     def golden(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Eq. 9 as released: (2σ(α)−1)·e (the paper: α·e), i.e. x'_T = f(x_T) + (2 sigmoid(alpha) - 1) e
-        + beta g(x_T + e), at the native size."""
+        + beta g(x_T + e), at the native size; the token variants add their branch's change t
+        (``golden_tokens``)."""
+        if self.config.uses_tokens:
+            return self.golden_tokens(x, cond)
         e = self.embeeding(x, cond)  # (B, C, S, S)
         out = self.unet_svd(x) if self.config.use_svd_branch else x
         out = out + (2 * torch.sigmoid(self.alpha) - 1) * e
         if self.config.use_residual_branch:
             out = out + self.beta * self.unet_embedding(x + e)
+        return out
+
+    def golden_tokens(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """x'_T = f(x_T) + (2 sigmoid(alpha) - 1) e + t + beta g(x_T + e [+ t]), t = TokenBranch(x_T, tokens);
+        "tokens-no-text" zeroes the prompt (the same network, no text information)."""
+        cfg = self.config
+        if cfg.text_conditioning == "tokens-no-text":
+            cond = torch.zeros_like(cond)
+        tokens = einops.rearrange(cond, "b (l d) -> b l d", l=cfg.text_len)  # (B, 77, D)
+        e = self.embeeding(x, cond)  # (B, 4, S, S)
+        t = self.token_branch(x, tokens)  # (B, 4, S, S)
+        out = self.unet_svd(x) if cfg.use_svd_branch else x
+        out = out + (2 * torch.sigmoid(self.alpha) - 1) * e + t
+        if cfg.use_residual_branch:
+            out = out + self.beta * self.unet_embedding(x + e + t if cfg.token_into_residual else x + e)
         return out
 
     def condition(self, prompt_embeds: torch.Tensor, batch: int) -> torch.Tensor:

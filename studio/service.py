@@ -126,9 +126,11 @@ class StudioService:
         """Checkpoints offered for ``model``: its default, the released ones, the operator's allow-list and
         published checkpoints, and this session's own Train-tab outputs."""
         from npnet.checkpoints import HUB_CHECKPOINTS
+        from npnet.paths import asset_path
 
         preset = self.preset(model)
-        choices = [self.default_npnet(model)]
+        shipped = [c for c in preset.npnet_alternatives if (asset_path(c) or Path(c)).is_file()]
+        choices = [self.default_npnet(model), *shipped]
         if not self.offline:
             choices += [n for n, c in HUB_CHECKPOINTS.items() if c.family == preset.npnet_preset]
         choices += [*self.config.allow_npnet, *self.sessions.checkpoints(session)]

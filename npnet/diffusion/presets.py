@@ -65,6 +65,8 @@ class ModelPreset:
     max_side: int | None = None  # largest image side in px; None: SIDE_LIMIT_FACTOR x the native side
     max_steps: int | None = None  # most (re-)denoising steps; None: HUB_MAX_STEPS / OFFLINE_MAX_STEPS
     batch_size: int = 1  # samples per pipeline call in evaluation, collection and the seed grid
+    # other shipped NPNets for this model, offered next to ``npnet_checkpoint`` (app, ``--npnet``)
+    npnet_alternatives: tuple[str, ...] = ()
 
     @property
     def side_limit(self) -> int:

@@ -85,6 +85,8 @@ OFFLINE_PRESETS = (
         hub_id=None,
         npnet_preset="micro",
         npnet_checkpoint="assets/micro/npnet-turbo.safetensors",
+        # the token-conditioned variant (issue 21), trained on the same pairs with the same command
+        npnet_alternatives=("assets/micro/npnet-turbo-tokens.safetensors",),
         width=MICRO_SIZE,
         height=MICRO_SIZE,
         steps=MICRO_TURBO_STEPS,
