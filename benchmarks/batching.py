@@ -99,8 +99,8 @@ def seed_grid(service, model: str, prompt: str, steps: int, batched: bool, seeds
     request = GenerationRequest(model, prompt, steps=steps, methods=("standard", "npnet"))
     requests = [dataclasses.replace(request, seed=s) for s in range(seeds)]
     start = time.perf_counter()
-    if batched:  # as the Seeds tab: the preset's batch_size samples (x 2 methods) per pipeline call
-        service.generate_many(requests, service.preset(model).batch_size * len(request.methods))
+    if batched:  # as the Seeds tab: the preset's batch_size samples per pipeline call
+        service.generate_many(requests, samples_per_call=service.preset(model).batch_size)
     else:
         for r in requests:
             service.generate(r)

@@ -2,7 +2,8 @@
 
 What CPU floats allow (measured here): a row of a batched UNet / NPNet / VAE call is not bitwise the row of
 a call of another batch size (summation order depends on the batch), so
-- at the default batch (one sample's methods per call) ``generate_many`` is ``generate`` bit for bit;
+- at the default batch (one sample's methods per call) ``generate_many`` is ``generate`` bit for bit
+  (``generate(r)`` is ``generate_many([r])[0]``, so this pins the default batch to one sample per call);
 - at other batch sizes x_T is exact, the NPNet / re-denoise latents agree within ~1e-5 (asserted 1e-4),
   images within one 8-bit level, and the micro verifier's scores exactly;
 - padded calls (``pad=True``: every call holds the full batch) make a sample's floats independent of
@@ -63,7 +64,7 @@ def test_default_batch_is_generate_bit_for_bit(service, requests_, single):
 @pytest.mark.parametrize("samples", [1, 3, 8])
 @pytest.mark.parametrize("pad", [False, True])
 def test_batch_sizes_match_one_at_a_time(service, requests_, single, samples, pad):
-    many = service.generate_many(requests_, samples * len(METHODS), pad=pad)
+    many = service.generate_many(requests_, samples_per_call=samples, pad=pad)
     micro = get_scorer("micro")
     worst = 0.0
     for a, b in zip(single, many):
@@ -80,7 +81,7 @@ def test_batch_sizes_match_one_at_a_time(service, requests_, single, samples, pa
 
 
 def test_exact_latents_keep_npnet_and_redenoise_bitwise(service, requests_, single):
-    many = service.generate_many(requests_, 8 * len(METHODS), exact_latents=True, pad=True)
+    many = service.generate_many(requests_, samples_per_call=8, exact_latents=True, pad=True)
     for a, b in zip(single, many):
         assert all(torch.equal(a.latents[m], b.latents[m]) for m in METHODS)
 
@@ -92,15 +93,16 @@ def test_settings_must_agree(service, requests_):
 
     with pytest.raises(UserError, match="differs in redenoise_steps, steps"):
         service.generate_many([requests_[0], dataclasses.replace(requests_[1], steps=2)])
-    with pytest.raises(UserError, match="batch_size"):
-        service.generate_many(requests_[:2], 0)
+    for bad in (0, 2.0, True):
+        with pytest.raises(UserError, match="samples_per_call must be a positive integer"):
+            service.generate_many(requests_[:2], samples_per_call=bad)
     assert service.generate_many([], 4) == []
 
 
 def test_out_of_memory_halves_the_batch_and_finishes(service, requests_, monkeypatch, caplog):
-    import npnet.engine as engine
+    import npnet.engine.generation as generation
 
-    real = engine.run_pipeline
+    real = generation.run_pipeline
     sizes = []
 
     def small_memory(view, embeds, latents, *args, **kw):
@@ -109,14 +111,14 @@ def test_out_of_memory_halves_the_batch_and_finishes(service, requests_, monkeyp
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(view, embeds, latents, *args, **kw)
 
-    reference = service.generate_many(requests_, 4)
-    monkeypatch.setattr(engine, "run_pipeline", small_memory)
+    reference = service.generate_many(requests_)
+    monkeypatch.setattr(generation, "run_pipeline", small_memory)
     with caplog.at_level("WARNING", logger="npnet.engine"):
-        many = service.generate_many(requests_, 16)
+        many = service.generate_many(requests_, samples_per_call=8)  # 24 images per call; 15 in all
     assert "out of memory at batch 15: retrying at 7" in caplog.text
     assert "out of memory at batch 7: retrying at 3" in caplog.text
     assert sizes[:3] == [15, 7, 3] and max(sizes[3:]) <= 3
-    assert all(r.settings["batch_size_used"] == 3 for r in many)
+    assert all(r.settings["image_batch_used"] == 3 and r.settings["latent_batch_used"] == 8 for r in many)
     for a, b in zip(reference, many):
         assert all(torch.equal(a.latents[m], b.latents[m]) for m in ("standard",))
         assert len(b.images) == len(METHODS)

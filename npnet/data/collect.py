@@ -219,7 +219,7 @@ def collect(
         for i, sample in enumerate(block):
             if batch > 1 and i % batch == 0:
                 requests = [_request(s, settings) for s in block[i : i + batch]]
-                results = service.generate_many(requests, 2 * batch, exact_latents=True, pad=True)
+                results = service.generate_many(requests, samples_per_call=batch, exact_latents=True, pad=True)
             result = results[i % batch] if batch > 1 else None
             row, x, xp = _collect_one(service, sample, settings, scorer, out, config.cache_embeds, result)
             rows.append(row)
