@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from npnet.diffusion.sampling import denoise, encode_prompt, initial_latents, with_scheduler  # noqa: E402
+from npnet.diffusion.sampling import encode_prompt, initial_latents, run_pipeline, with_scheduler  # noqa: E402
 from npnet.engine import GenerationRequest, GoldenNoiseService, resolve_settings  # noqa: E402
 
 
@@ -67,10 +67,10 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     times = {
         "encode prompt": median_seconds(lambda: encode_prompt(pipe, args.prompt), args.repeats, device),
         "NPNet forward": median_seconds(npnet_call, args.repeats, device),
-        "one image": median_seconds(lambda: denoise(view, embeds, x_T, **common), args.repeats, device),
-        "pair, batched": median_seconds(lambda: denoise(view, embeds, pair, **common), args.repeats, device),
+        "one image": median_seconds(lambda: run_pipeline(view, embeds, x_T, **common), args.repeats, device),
+        "pair, batched": median_seconds(lambda: run_pipeline(view, embeds, pair, **common), args.repeats, device),
         "pair, sequential": median_seconds(
-            lambda: denoise(view, embeds, pair, batched=False, **common), args.repeats, device
+            lambda: [run_pipeline(view, embeds, x, **common) for x in pair.split(1)], args.repeats, device
         ),
     }
     return {**times, "_steps": settings["steps"], "_device": str(device), "_dtype": str(loaded.dtype)}

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--batch-size",
         type=positive_int,
         default=None,
-        help="samples per pipeline call (default: the model preset's; 1: one sample at a time)",
+        help="samples per re-denoise and pipeline call (default: the model preset's; 1: one sample at a time)",
     )
     parser.add_argument("--no-cache-embeds", action="store_true", help="do not cache prompt embeddings")
     parser.add_argument("--redenoise-mode", choices=("correct", "official"), default="correct")

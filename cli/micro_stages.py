@@ -32,7 +32,7 @@ from npnet.checkpoints import load_npnet
 from npnet.data.collect import CollectConfig, collect
 from npnet.data.dataset import NoisePairDataset, read_manifest
 from npnet.diffusion.presets import MODEL_PRESETS
-from npnet.diffusion.sampling import denoise, encode_prompt, with_scheduler
+from npnet.diffusion.sampling import encode_prompt, run_pipeline, with_scheduler
 from npnet.engine import GenerationRequest, GoldenNoiseService
 from npnet.errors import UserError
 from npnet.io import atomic_write_json
@@ -369,7 +369,7 @@ def _random_direction_image(service: GoldenNoiseService, result, seed: int):
     view = with_scheduler(pipe, s["scheduler"], progress=False)
     embeds = encode_prompt(pipe, s["prompt"])
     control = x + r * (xp - x).norm() / r.norm()
-    images, _ = denoise(view, embeds, control, s["steps"], s["guidance_scale"], s["width"], s["height"], seed=seed)
+    images = run_pipeline(view, embeds, control, s["steps"], s["guidance_scale"], s["width"], s["height"], seed=seed)
     return images[0]
 
 

@@ -47,7 +47,7 @@ from cli.micro_tokens import add_token_parsers, run_token_command
 from eval.stats import accuracy_ci, binary_stats
 from npnet.checkpoints import load_npnet
 from npnet.diffusion.presets import get_model_preset
-from npnet.diffusion.sampling import denoise, encode_prompt, with_scheduler
+from npnet.diffusion.sampling import encode_prompt, run_pipeline, with_scheduler
 from npnet.engine import GenerationRequest, GoldenNoiseService
 from npnet.errors import OneLineParser
 from npnet.io import atomic_write_json, atomic_write_text
@@ -79,10 +79,10 @@ def score_sample(
     with service.lease(MODEL, with_npnet=False) as loaded:
         view = with_scheduler(loaded.pipe, s["scheduler"], progress=False)
         embeds = encode_prompt(loaded.pipe, prompt)
-        controls, _ = denoise(view, embeds, torch.cat(list(extra.values())), s["steps"], s["guidance_scale"],
-                              s["width"], s["height"], seed=seed)  # fmt: skip
-        plus_one, _ = denoise(view, embeds, result.latents["standard"], s["steps"] + 1, s["guidance_scale"],
-                              s["width"], s["height"], seed=seed)  # fmt: skip
+        controls = run_pipeline(view, embeds, torch.cat(list(extra.values())), s["steps"], s["guidance_scale"],
+                                s["width"], s["height"], seed=seed)  # fmt: skip
+        plus_one = run_pipeline(view, embeds, result.latents["standard"], s["steps"] + 1, s["guidance_scale"],
+                                s["width"], s["height"], seed=seed)  # fmt: skip
     images = [
         result.images["standard"],
         plus_one[0],

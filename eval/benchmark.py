@@ -295,7 +295,7 @@ class _Context:
             try:
                 results = self.service.generate_many(
                     [self.request(prompt, s, kinds) for prompt, s, _ in todo],
-                    self.batch_size * len(kinds),
+                    samples_per_call=self.batch_size,
                     pad=True,
                 )
             except Exception as err:  # noqa: BLE001 - the samples retry one by one and record errors

@@ -208,7 +208,8 @@ class StudioService:
         methods = requests[0].methods
         _check_methods(methods)
         batch = self.engine.preset(requests[0].model).batch_size
-        return [self._pair(result, metrics) for result in self.engine.generate_many(requests, batch * len(methods))]
+        results = self.engine.generate_many(requests, samples_per_call=batch)
+        return [self._pair(result, metrics) for result in results]
 
     def _pair(self, result, metrics) -> Pair:
         """A generation result scored with ``metrics`` and written as a download bundle."""

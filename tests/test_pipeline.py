@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-import npnet.diffusion.sampling as pipeline_module
+import npnet.engine.generation as generation
 from npnet.diffusion.redenoise import redenoise_trace
-from npnet.diffusion.sampling import denoise, encode_prompt, initial_latents, with_scheduler
+from npnet.diffusion.sampling import encode_prompt, initial_latents, run_pipeline, with_scheduler
 from npnet.diffusion.schedulers import scheduler_names
 from npnet.engine import GenerationRequest, GoldenNoiseService
 
@@ -112,11 +112,8 @@ def test_batched_pair_equals_sequential_pair(service, model):
     embeds = encode_prompt(loaded.pipe, PROMPT)
     x_T = initial_latents(loaded.pipe, 1, 64, 64)
     pair = torch.cat([x_T, x_T.flip(-1)])  # (2, 4, 8, 8)
-    batched, used = denoise(view, embeds, pair, 3, 5.0, 64, 64, seed=1, output_type="np")
-    sequential, used_seq = denoise(
-        view, embeds, pair, 3, 5.0, 64, 64, seed=1, batched=False, output_type="np"
-    )
-    assert used and not used_seq
+    batched = run_pipeline(view, embeds, pair, 3, 5.0, 64, 64, seed=1, output_type="np")  # (2, 64, 64, 3)
+    sequential = [run_pipeline(view, embeds, x, 3, 5.0, 64, 64, seed=1, output_type="np")[0] for x in pair.split(1)]
     np.testing.assert_allclose(np.stack(batched), np.stack(sequential), atol=1e-4)
     a = service.generate(GenerationRequest(model, PROMPT, seed=1, scheduler="euler-a"))
     b = service.generate(GenerationRequest(model, PROMPT, seed=1, scheduler="euler-a", batched=False))
@@ -126,14 +123,15 @@ def test_batched_pair_equals_sequential_pair(service, model):
 
 
 def test_out_of_memory_falls_back_to_sequential(service, monkeypatch):
-    real = pipeline_module.run_pipeline
+    """generate's one OOM path is generate_many's: the pair's call is halved to one image per call."""
+    real = generation.run_pipeline
 
     def fake(view, embeds, latents, *args, **kwargs):
         if latents.shape[0] > 1:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(view, embeds, latents, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "run_pipeline", fake)
+    monkeypatch.setattr(generation, "run_pipeline", fake)
     result = service.generate(GenerationRequest("tiny-sdxl", PROMPT, seed=9))
     monkeypatch.undo()
     reference = service.generate(GenerationRequest("tiny-sdxl", PROMPT, seed=9, batched=False))

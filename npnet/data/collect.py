@@ -14,11 +14,11 @@ Sample i = prompt_index * K + k. Block b (samples [b*S, (b+1)*S)) goes to proces
 atomic shard and only then logged, and is skipped on resume; a kill loses at most the unfinished
 block. Shards and the merged ``manifest.jsonl`` are identical for any number of processes.
 
-Within a block, ``batch_size`` samples (default: the model preset's) share each pipeline call, padded to
-the full batch so a sample's floats do not depend on its batch mates (resume and sharding give the same
-bytes); re-denoise runs one sample at a time, so x_T and x'_T are exactly the unbatched ones. The images
-(hence the scores) of a batched collection can differ from ``batch_size=1``'s by one 8-bit level in a few
-pixels: CPU kernels sum in a batch-size dependent order (see tests/test_batching.py).
+Within a block, ``batch_size`` samples (default: the model preset's) share each model call (re-denoise and
+sampling), padded to the full batch so a sample's floats depend on its own prompt, seed and the batch size
+only, not on its batch mates: resume and sharding give the same bytes. x_T is exact; CPU kernels sum in
+a batch-size dependent order, so x'_T of a batched collection differs from ``batch_size=1``'s by < 1e-5
+and its images (hence scores) by one 8-bit level in a few pixels (see tests/test_batching.py).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class CollectConfig:
     seed_base: int = 0
     seed_range: tuple[int, int] = (0, 1024)
     shard_size: int = 64  # pairs per shard: the resume unit
-    batch_size: int | None = None  # samples per pipeline call within a shard; None: the model preset's
+    batch_size: int | None = None  # samples per re-denoise / pipeline call in a shard; None: the preset's
     cache_embeds: bool = True
     negative_prompt: str = ""
     redenoise_mode: str = "correct"
@@ -212,18 +212,11 @@ def collect(
     resumed = sum(len(blocks[b]) for b in mine if b in done)
     bar = _progress(progress, assigned, resumed, rank, world)
     counts = [0, 0]  # collected, kept
-    # samples per pipeline call: fixed per collection (padded calls), so shards do not depend on resume
+    # samples per model call: fixed per collection (padded calls), so shards do not depend on resume
     batch = min(config.batch_size or service.preset(config.model).batch_size, size)
     for b in (b for b in mine if b not in done):
         rows, xs, xps = [], [], []
-        block = blocks[b]
-        results: list = []
-        for i, sample in enumerate(block):
-            if batch > 1 and i % batch == 0:
-                requests = [_request(s, settings) for s in block[i : i + batch]]
-                results = service.generate_many(requests, 2 * batch, exact_latents=True, pad=True)
-            result = results[i % batch] if batch > 1 else None
-            row, x, xp = _collect_one(service, sample, settings, scorer, out, config.cache_embeds, result)
+        for row, x, xp in _collect_block(service, blocks[b], batch, settings, scorer, out, config):
             rows.append(row)
             xs.append(x)
             xps.append(xp)
@@ -261,13 +254,18 @@ def _request(sample: Sample, settings: dict[str, Any]) -> GenerationRequest:
     )
 
 
-def _collect_one(
-    service, sample: Sample, settings: dict[str, Any], scorer, out: Path, cache_embeds: bool, result=None
-):
-    """Lines 3-12 of Alg. 1 for one (prompt, seed): both noises, both images (``result``: generated in a
-    batch, else now), both scores."""
-    if result is None:
-        result = service.generate(_request(sample, settings))
+def _collect_block(service, block: list[Sample], batch: int, settings, scorer, out: Path, config):
+    """(row, x_T, x'_T) of every sample of ``block``, ``batch`` samples per model call (padded)."""
+    for lo in range(0, len(block), batch):
+        chunk = block[lo : lo + batch]
+        requests = [_request(s, settings) for s in chunk]
+        for sample, result in zip(chunk, service.generate_many(requests, samples_per_call=batch, pad=True)):
+            yield _collect_one(sample, result, settings, scorer, out, config.cache_embeds)
+
+
+def _collect_one(sample: Sample, result, settings: dict[str, Any], scorer, out: Path, cache_embeds: bool):
+    """Lines 3-12 of Alg. 1 for one (prompt, seed) from its ``result`` (both noises, both images): both
+    scores, and the row recording them."""
     images = [result.images["standard"], result.images["inversion"]]
     scores = torch.as_tensor(scorer(images, [sample.prompt] * 2)).detach().flatten().double().tolist()
     if len(scores) != 2 or not all(math.isfinite(s) for s in scores):

@@ -1,4 +1,4 @@
-"""Thin diffusers glue: latent geometry, x_T from a seed, encode_prompt per family, batched denoising.
+"""Thin diffusers glue: latent geometry, x_T from a seed, encode_prompt per family, batched pipeline calls.
 
 Every fact that differs between pipelines (latent channels, packing, ``encode_prompt``, the denoiser)
 is asked of the pipeline's family (``npnet.diffusion.families``). CFG follows diffusers:
@@ -212,31 +212,3 @@ def free_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
-
-def denoise(
-    view,
-    embeds: PromptEmbeds,
-    latents: torch.Tensor,
-    steps: int,
-    guidance_scale: float,
-    width: int,
-    height: int,
-    seed: int = 0,
-    batched: bool = True,
-    output_type: str = "pil",
-) -> tuple[list, bool]:
-    """Images for every x_T in ``latents``: one batched call, or sequential ones (also on OOM).
-
-    Returns (images, whether the batched path was used).
-    """
-    args = (embeds,)
-    kw = dict(steps=steps, guidance_scale=guidance_scale, width=width, height=height, seed=seed)
-    if batched and latents.shape[0] > 1:
-        try:
-            return list(run_pipeline(view, *args, latents, output_type=output_type, **kw)), True
-        except torch.OutOfMemoryError:
-            free_memory()
-    images = []
-    for i in range(latents.shape[0]):
-        images.extend(run_pipeline(view, *args, latents[i : i + 1], output_type=output_type, **kw))
-    return images, False
