@@ -264,6 +264,7 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+@pytest.mark.slow  # test_app_api.test_four_concurrent_generate_calls_succeed covers it in the default run
 def test_bounded_load_24_concurrent_generate_calls(tmp_path):
     """24 concurrent /generate calls (12 seeds twice) with --queue-size 32: no errors, equal seeds give equal
     images, resident memory grows by less than 100 MB. Latencies are printed for the README."""
