@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
@@ -15,8 +13,9 @@ from npnet.worlds.micro_flow.components import (
     FlowConfig,
     build_components,
     build_pipeline,
+    build_transformer,
 )
-from npnet.worlds.micro_flow.null_tokens import RepeatedNullAttnProcessor
+from npnet.worlds.micro_flow.null_tokens import RepeatedNullAttnProcessor, trailing_run
 from npnet.worlds.micro_flow.pipeline import load_micro_flow_pipeline
 from npnet.worlds.micro_flow.quality import check_flow_generator
 from npnet.worlds.micro_flow.train import FlowTrainConfig, train_flow
@@ -71,32 +70,60 @@ def test_components_run_in_the_real_sd3_pipeline_without_t5(tmp_path):
     assert torch.equal(latents, run())
 
 
-def test_one_null_token_with_log_count_bias_equals_the_pipelines_256_zero_tokens(tmp_path):
+def _stock_and_compressed(tmp_path):
+    """The same random transformer twice: diffusers' stock processors, and with the null-run compression."""
     pipe = build_pipeline(build_components(tmp_path / "tok", TINY))
-    stock = pipe.transformer
+    stock = build_transformer(TINY)
     torch.manual_seed(1)
     for p in stock.parameters():  # the output projection starts at zero: give every weight a value
         torch.nn.init.normal_(p, std=0.2)
-    trained = copy.deepcopy(stock)
-    trained.set_attn_processor(RepeatedNullAttnProcessor(T5_LENGTH))
+    pipe.transformer.load_state_dict(stock.state_dict())
+    return pipe, stock
+
+
+def test_the_run_of_zero_t5_tokens_computed_as_one_equals_the_stock_transformer(tmp_path):
+    pipe, stock = _stock_and_compressed(tmp_path)
+    assert type(next(iter(stock.attn_processors.values()))).__name__ == "JointAttnProcessor2_0"
     prompts = ["a red circle above a blue square", ""]
     full, pooled = _encode(pipe, prompts, T5_LENGTH)  # (2, 16 + 256, w)
-    short, _ = _encode(pipe, prompts, 1)  # (2, 16 + 1, w)
+    assert trailing_run(full) == T5_LENGTH
     x = torch.randn(2, LATENT_CHANNELS, 8, 8, generator=torch.Generator().manual_seed(2))
     t = torch.tensor([900.0, 150.0])
     with torch.no_grad():
-        ref = stock(hidden_states=x, encoder_hidden_states=full, pooled_projections=pooled, timestep=t).sample
-        out = trained(
-            hidden_states=x, encoder_hidden_states=short, pooled_projections=pooled, timestep=t
-        ).sample
-        one = stock(
-            hidden_states=x, encoder_hidden_states=short, pooled_projections=pooled, timestep=t
-        ).sample
+        kw = {"hidden_states": x, "pooled_projections": pooled, "timestep": t}
+        ref = stock(encoder_hidden_states=full, **kw).sample
+        out = pipe.transformer(encoder_hidden_states=full, **kw).sample
+        one = stock(encoder_hidden_states=full[:, : CLIP_LENGTH + 1], **kw).sample
+        mixed = full.clone()
+        mixed[0, -1] = 1.0  # no run: the compression is the stock attention
+        torch.testing.assert_close(
+            pipe.transformer(encoder_hidden_states=mixed, **kw).sample,
+            stock(encoder_hidden_states=mixed, **kw).sample,
+        )
     assert ref.abs().mean() > 0.1
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
-    assert (one - ref).abs().max() > 1e-3  # without the bias, one zero token is not 256 of them
-    with pytest.raises(ValueError, match="repeats"):
-        RepeatedNullAttnProcessor(0)
+    assert (one - ref).abs().max() > 1e-3  # one zero token alone is not 256 of them
+    with pytest.raises(ValueError, match="null_repeats"):
+        RepeatedNullAttnProcessor()(pipe.transformer.transformer_blocks[0].attn, x, full, null_repeats=0)
+
+
+def test_pipeline_images_with_the_compression_equal_the_stock_pipelines(tmp_path):
+    pipe, stock = _stock_and_compressed(tmp_path)
+
+    def run(p):
+        return p(
+            ["a red circle", "two blue squares"],
+            num_inference_steps=3,
+            guidance_scale=5.0,
+            height=64,
+            width=64,
+            output_type="latent",
+            generator=[torch.Generator().manual_seed(s) for s in (0, 1)],
+        ).images
+
+    compressed = run(pipe)
+    pipe.transformer = stock
+    torch.testing.assert_close(compressed, run(pipe), rtol=1e-3, atol=1e-4)  # float rounding, x CFG 5
 
 
 def test_the_training_target_is_the_velocity_the_euler_sampler_integrates():
@@ -134,7 +161,7 @@ def test_resumed_flow_training_matches_uninterrupted_run_and_exports_a_loadable_
     assert vae.shift_factor == full.components["vae"].config.shift_factor
     pipe = load_micro_flow_pipeline(path=parts / "generator")
     assert pipe.transformer.dtype == torch.float32 and pipe.vae.config.shift_factor == vae.shift_factor
-    assert type(next(iter(pipe.transformer.attn_processors.values()))).__name__ == "JointAttnProcessor2_0"
+    assert type(next(iter(pipe.transformer.attn_processors.values()))).__name__ == "RepeatedNullAttnProcessor"
     report = check_flow_generator(path=parts / "generator", n_prompts=2, seeds=2, steps=[1, 2], shift=3.0)
     assert report["shift"] == 3.0 and [r["steps"] for r in report["by_steps"]] == [1, 2]
     assert all(r["prompts"] == 2 and 0.0 <= r["accuracy"] <= 1.0 for r in report["by_steps"])

@@ -3,8 +3,8 @@
 ``StableDiffusion3Pipeline`` with a small ``SD3Transformer2DModel`` (MMDiT) on 16x8x8 latents, a small
 ``AutoencoderKL`` (16 latent channels, scale factor 8, SD3-style ``shift_factor`` / ``scaling_factor``, no quant
 convs), two small CLIP text encoders with projection (CLIP-L / CLIP-G roles) sharing the micro world's word-level
-tokenizer, no T5 (``text_encoder_3=None``: the pipeline then appends ``max_sequence_length`` zero tokens), and
-``FlowMatchEulerDiscreteScheduler``.
+tokenizer, no T5 (``text_encoder_3=None``: the pipeline then appends ``max_sequence_length`` zero tokens, which
+the transformer computes as one, exactly: ``null_tokens``), and ``FlowMatchEulerDiscreteScheduler``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokeni
 
 from npnet.worlds.micro.components import write_tokenizer_files
 from npnet.worlds.micro.grammar import IMAGE_SIZE
+from npnet.worlds.micro_flow.null_tokens import compress_null_runs
 
 LATENT_CHANNELS = 16
 LATENT_SIZE = IMAGE_SIZE // 8
@@ -141,7 +142,9 @@ def build_components(tokenizer_dir: str | Path, config: FlowConfig = FLOW_CONFIG
 
 
 def build_pipeline(components: dict) -> StableDiffusion3Pipeline:
-    """The real SD3 pipeline without T5 (its optional-T5 mode)."""
+    """The real SD3 pipeline without T5 (its optional-T5 mode); its transformer computes the run of zero T5
+    tokens as one (``null_tokens.compress_null_runs``: the same output, ~9x cheaper)."""
     pipe = StableDiffusion3Pipeline(**components)
+    compress_null_runs(pipe.transformer)
     pipe.set_progress_bar_config(disable=True)
     return pipe

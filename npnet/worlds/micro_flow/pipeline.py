@@ -9,6 +9,7 @@ from diffusers import StableDiffusion3Pipeline
 
 from npnet.errors import UserError
 from npnet.paths import MICRO_ASSETS
+from npnet.worlds.micro_flow.null_tokens import compress_null_runs
 
 FLOW_GENERATOR_DIR = MICRO_ASSETS / "flow-generator"
 MICRO_FLOW_GUIDANCE_SCALE = 5.0
@@ -21,7 +22,9 @@ TRAIN_COMMAND = (
 def load_micro_flow_pipeline(
     device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, path: str | Path | None = None
 ) -> StableDiffusion3Pipeline:
-    """The trained micro StableDiffusion3Pipeline (no T5) from ``path`` (default: the shipped one), offline."""
+    """The trained micro StableDiffusion3Pipeline (no T5) from ``path`` (default: the shipped one), offline.
+
+    Sampling is the pipeline's own (``FlowMatchEulerDiscreteScheduler``, default ``max_sequence_length`` 256)."""
     folder = Path(path) if path is not None else FLOW_GENERATOR_DIR
     if not (folder / "model_index.json").exists():
         raise UserError(
@@ -32,4 +35,5 @@ def load_micro_flow_pipeline(
         folder, local_files_only=True, dtype=dtype, text_encoder_3=None, tokenizer_3=None
     )
     pipe.set_progress_bar_config(disable=True)
+    compress_null_runs(pipe.transformer)  # the 256 zero T5 tokens computed as one: same images, ~9x cheaper
     return pipe.to(device)

@@ -2,8 +2,8 @@
 
 The rectified-flow objective of SD3: x_t = (1 - s) x_0 + s eps with s ~ logit-normal(m, s_std), the model predicts
 the velocity eps - x_0 at timestep 1000 s, uniform loss weight, captions dropped to "" for CFG. The training
-context is the pipeline's own ``encode_prompt`` with one zero T5 token standing for the 256 that sampling
-appends (``null_tokens``). Checkpoints, resume and export are the micro world's (``train_generator.Trainer``):
+context is the pipeline's own ``encode_prompt`` (16 CLIP tokens + 256 zero T5 tokens, computed as one by
+``null_tokens.compress_null_runs``). Checkpoints, resume and export are the micro world's (``train_generator.Trainer``):
 atomic step-stamped safetensors made current by ``latest.json``, data and noise seeded by (seed, phase, step).
 """
 
@@ -22,7 +22,6 @@ from npnet.worlds.micro_flow.components import (
     build_components,
     build_pipeline,
 )
-from npnet.worlds.micro_flow.null_tokens import RepeatedNullAttnProcessor
 
 
 @dataclass(frozen=True)
@@ -54,10 +53,6 @@ class FlowTrainer(Trainer):
 
     trained = {"vae": ("vae",), "flow": ("transformer", "text_encoder", "text_encoder_2")}
     denoiser_phase = "flow"
-
-    def __init__(self, out: str | Path, config: FlowTrainConfig):
-        super().__init__(out, config)
-        self.components["transformer"].set_attn_processor(RepeatedNullAttnProcessor(T5_LENGTH))
 
     def build_components(self) -> dict:
         return build_components(self.out / "tokenizer", self.config.model, seed=self.config.seed)
@@ -95,8 +90,8 @@ class FlowTrainer(Trainer):
             None,
             device=torch.device("cpu"),
             do_classifier_free_guidance=False,
-            max_sequence_length=1,  # one zero token standing for T5_LENGTH (RepeatedNullAttnProcessor)
-        )  # (B, 16 + 1, 64), (B, 64)
+            max_sequence_length=T5_LENGTH,
+        )  # (B, 16 + 256, 64), (B, 64)
         pred = self.components["transformer"](
             hidden_states=noisy,
             encoder_hidden_states=embeds,
