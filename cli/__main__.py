@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "micro": ("cli.micro", "the micro world's generator: train-generator, check-generator"),
     "micro-npnet": ("cli.micro_experiments", "the micro NPNet experiment: collect, train, evaluate, report"),
     "micro-turbo": ("cli.micro_turbo", "golden noise at 5 steps vs controls: evaluate, agreement"),
-    "micro-flow": ("cli.micro_flow", "the micro flow-matching (SD3-class) generator: train-generator, check-generator"),
+    "micro-flow": ("cli.micro_flow", "the micro flow-matching (SD3-class) world: train/check-generator, choose-steps/-wl, evaluate, curve"),
 }
 PASSTHROUGH = ("micro", "micro-npnet", "micro-turbo", "micro-flow")  # modules with their own sub-command parsers
 

@@ -12,7 +12,15 @@ from npnet.paths import MICRO_ASSETS
 from npnet.worlds.micro_flow.null_tokens import compress_null_runs
 
 FLOW_GENERATOR_DIR = MICRO_ASSETS / "flow-generator"
+FLOW_NPNET_FILE = MICRO_ASSETS / "npnet-flow.safetensors"  # written by `cli train`, copied here (README)
 MICRO_FLOW_GUIDANCE_SCALE = 5.0
+# The micro-flow preset's few-step setting and re-denoise w_l, chosen on TRAINING captions only by
+# `python -m cli micro-flow choose-steps` / `choose-wl` (rules in cli.micro_flow_select). Provisional values
+# from the intermediate generator (flow step 1788 of 5000); rerun both commands on the final generator
+# and set what they print here.
+MICRO_FLOW_STEPS = 4
+MICRO_FLOW_SHIFT = 1.0  # FlowMatchEulerDiscreteScheduler's static shift (the trained generator's config)
+MICRO_FLOW_REDENOISE_CFG = 9.0
 TRAIN_COMMAND = (
     "python -m cli micro-flow --threads 1 train-generator --out runs/micro_flow_generator --vae-steps 300 "
     "--flow-steps 5000 --seed 0 --export-to assets/micro/flow-generator"
