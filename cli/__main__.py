@@ -1,4 +1,5 @@
-"""``python -m cli <command>``: generate, collect, train, convert, import-official, micro, micro-npnet.
+"""``python -m cli <command>``: generate, collect, train, convert, import-official, micro, micro-npnet,
+micro-turbo, micro-flow.
 
 Each command module exposes ``add_parser(subparsers)`` and ``main(args)``; ``micro`` and ``micro-npnet``
 have sub-commands of their own and take the rest of the command line. Only the chosen command's
@@ -27,8 +28,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "micro": ("cli.micro", "the micro world's generator: train-generator, check-generator"),
     "micro-npnet": ("cli.micro_experiments", "the micro NPNet experiment: collect, train, evaluate, report"),
     "micro-turbo": ("cli.micro_turbo", "golden noise at 5 steps vs controls: evaluate, agreement"),
+    "micro-flow": ("cli.micro_flow", "the micro flow-matching (SD3-class) world: train/check-generator, choose-steps/-wl, evaluate, curve"),
 }
-PASSTHROUGH = ("micro", "micro-npnet", "micro-turbo")  # modules with their own sub-command parsers
+PASSTHROUGH = ("micro", "micro-npnet", "micro-turbo", "micro-flow")  # modules with their own sub-command parsers
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:

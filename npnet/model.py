@@ -181,6 +181,22 @@ NPNET_PRESETS: dict[str, NPNetConfig] = {
     "sdxl-tokens": NPNetConfig(
         text_dim=2048, text_conditioning="tokens", token_width=256, token_heads=8, token_grid=16
     ),
+    # The offline micro flow world (npnet.worlds.micro_flow, StableDiffusion3Pipeline without T5): 16x8x8
+    # latents (4x4 grid, 32x32 SVD) and the pipeline's own joint prompt_embeds: 16 CLIP tokens (32 + 32 wide)
+    # ++ 256 zero tokens in T5's place = 272x64; not pooled (the zero tokens add nothing to AdaGroupNorm's
+    # input, pooling would average the 16 caption tokens away). The same small Swin as "micro".
+    "micro-flow": NPNetConfig(
+        text_dim=64,
+        text_len=272,
+        latent_channels=16,
+        latent_size=8,
+        backbone_img_size=64,
+        backbone_kwargs=_MICRO_SWIN,
+        svd_hidden=32,
+        svd_mlp4_hidden=128,
+        attn_heads=4,
+        family="sd3",
+    ),
     # Plumbing-only NPNet for the tiny offline pipelines (64x64 px -> 8x8 latents).
     "tiny": _TINY,
     # Families without a released NPNet (train your own: python -m cli collect / train). Shapes are those of

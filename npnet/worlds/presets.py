@@ -12,6 +12,13 @@ from npnet.worlds.micro.pipeline import (
     MICRO_TURBO_STEPS,
     load_micro_pipeline,
 )
+from npnet.worlds.micro_flow.pipeline import (
+    MICRO_FLOW_GUIDANCE_SCALE,
+    MICRO_FLOW_REDENOISE_CFG,
+    MICRO_FLOW_SHIFT,
+    MICRO_FLOW_STEPS,
+    load_micro_flow_pipeline,
+)
 from npnet.worlds.tiny import TINY_SIZE, build_tiny_hunyuan_dit, build_tiny_sdxl
 from npnet.worlds.tiny_families import build_tiny_flux, build_tiny_sd3, build_tiny_sd15
 
@@ -102,7 +109,33 @@ OFFLINE_PRESETS = (
         batch_size=16,
         description="micro world, 5 DDIM steps (trailing): few-step sampling where golden noise can matter",
     ),
-
+    # The flow-matching micro world (SD3-class: StableDiffusion3Pipeline, 16-channel latents) at a few steps
+    # of its own FlowMatchEulerDiscreteScheduler; re-denoise is the flow Euler round trip on the same sigmas.
+    ModelPreset(
+        name="micro-flow",
+        family="sd3",
+        pipeline_class="StableDiffusion3Pipeline",
+        hub_id=None,
+        npnet_preset="micro-flow",
+        npnet_checkpoint="assets/micro/npnet-flow.safetensors",
+        width=MICRO_SIZE,
+        height=MICRO_SIZE,
+        steps=MICRO_FLOW_STEPS,
+        guidance_scale=MICRO_FLOW_GUIDANCE_SCALE,
+        redenoise_guidance_scale=MICRO_FLOW_REDENOISE_CFG,
+        scheduler="default",
+        scheduler_overrides=(("shift", MICRO_FLOW_SHIFT),),
+        dtype="float32",
+        offline=True,
+        builder=load_micro_flow_pipeline,
+        assets=("assets/micro/flow-generator/model_index.json",),
+        redenoise_solver="flow-euler",
+        collect_steps=MICRO_FLOW_STEPS,
+        size_multiple=16,
+        batch_size=16,
+        description="micro flow world: small trained SD3-class pipeline (flow matching, 16-channel latents), "
+        "a few Euler steps",
+    ),
     ModelPreset(
         name="tiny-sd15",
         family="sd15",

@@ -43,9 +43,10 @@ class SD3Family(FlowFamily):
         return dict(zip(self.embed_keys, out))
 
     def text_shape(self, pipe):
+        # without T5 (text_encoder_3=None) the pipeline appends max_sequence_length zero tokens instead
+        # (``_get_t5_prompt_embeds``), so the length is the same: e.g. the micro-flow world's 16 + 256
         clip = int(pipe.tokenizer_max_length)
-        t5 = self.t5_length if pipe.text_encoder_3 is not None else clip  # zeros of CLIP length without T5
-        return clip + t5, int(pipe.transformer.config.joint_attention_dim)
+        return clip + self.t5_length, int(pipe.transformer.config.joint_attention_dim)
 
     def model_outputs(self, pipe, x, t, embeds, guidance_scale):
         both = pairs(embeds)

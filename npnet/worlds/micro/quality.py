@@ -70,6 +70,20 @@ def check_generator(
     guidance_scale = MICRO_GUIDANCE_SCALE if guidance_scale is None else guidance_scale
     threshold = CORRECT_THRESHOLD if threshold is None else threshold
     pipe = load_micro_pipeline(path=path)
+    return score_captions(pipe, split, n_prompts, seeds, steps, guidance_scale, threshold, grid)
+
+
+def score_captions(
+    pipe,
+    split: str,
+    n_prompts: int,
+    seeds: int,
+    steps: int,
+    guidance_scale: float,
+    threshold: float = CORRECT_THRESHOLD,
+    grid: str | Path | None = None,
+) -> dict:
+    """Generate the split's first ``n_prompts`` captions x seeds 0..seeds-1 with ``pipe`` and score them."""
     captions = split_captions(split)[:n_prompts]
     prompts = [c for c in captions for _ in range(seeds)]
     seed_list = [s for _ in captions for s in range(seeds)]

@@ -24,7 +24,6 @@ from npnet.worlds.micro.components import MICRO_CONFIG, MicroConfig, build_compo
 from npnet.worlds.micro.grammar import IMAGE_SIZE, KINDS, parse_caption
 from npnet.worlds.micro.render import sample_batch
 
-PHASES = ("vae", "unet", "done")
 TRAINED = {"vae": ("vae",), "unet": ("unet", "text_encoder", "text_encoder_2")}
 
 
@@ -55,30 +54,64 @@ class TrainConfig:
 
 
 class Trainer:
-    """Holds the components, the optimizer and the EMA of the current phase; runs and checkpoints steps."""
+    """Holds the components, the optimizer and the EMA of the current phase; runs and checkpoints steps.
 
-    def __init__(self, out: str | Path, config: TrainConfig):
+    Two phases, the VAE then the denoiser (``denoiser_phase``), each training the components named in
+    ``trained``; a subclass for another pipeline overrides the build hooks, ``denoise_step`` and ``latent_stats``.
+    """
+
+    trained = TRAINED
+    denoiser_phase = "unet"
+
+    def __init__(self, out: str | Path, config):
         self.out, self.config = Path(out), config
-        self.components = build_components(self.out / "tokenizer", config.model, seed=config.seed)
-        self.pipe = build_pipeline(self.components)
+        self.components = self.build_components()
+        self.pipe = self.build_pipeline(self.components)
         self.phase, self.step = "vae", 0
         self.cache: dict[str, torch.Tensor] | None = None
         self._weights: np.ndarray | None = None
         self.captions: list[str] = []
         self._setup_phase()
 
+    # --- hooks (the micro SDXL generator) ----------------------------------------------------------
+    def build_components(self) -> dict:
+        return build_components(self.out / "tokenizer", self.config.model, seed=self.config.seed)
+
+    def build_pipeline(self, components: dict):
+        return build_pipeline(components)
+
+    def phase_steps(self) -> int:
+        return self.config.vae_steps if self.phase == "vae" else self.config.unet_steps
+
+    def phase_lr(self) -> float:
+        return self.config.vae_lr if self.phase == "vae" else self.config.unet_lr
+
+    def kind_weights(self) -> tuple[float, ...]:
+        return self.config.unet_kind_weights
+
+    def denoise_step(self) -> dict[str, float]:
+        return self.unet_step()
+
+    def latent_stats(self, means: torch.Tensor) -> dict[str, float]:
+        """VAE config entries fixed from the cached latent means: scaling_factor = 1 / std."""
+        return {"scaling_factor": float(1.0 / means.float().std())}
+
     # --- phase bookkeeping -------------------------------------------------------------------------
+    @property
+    def phases(self) -> tuple[str, str, str]:
+        return ("vae", self.denoiser_phase, "done")
+
     def _modules(self, phase: str) -> list[torch.nn.Module]:
-        return [self.components[name] for name in TRAINED.get(phase, ())]
+        return [self.components[name] for name in self.trained.get(phase, ())]
 
     def _setup_phase(self) -> None:
         params = [p for m in self._modules(self.phase) for p in m.parameters()]
-        lr = self.config.vae_lr if self.phase == "vae" else self.config.unet_lr
+        lr = self.phase_lr()
         self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0) if params else None
         self.ema = {n: p.detach().clone() for n, p in self._named_params(self.phase)}
 
     def _named_params(self, phase: str):
-        for name in TRAINED.get(phase, ()):
+        for name in self.trained.get(phase, ()):
             for pname, p in self.components[name].named_parameters():
                 yield f"{name}.{pname}", p
 
@@ -90,7 +123,7 @@ class Trainer:
         return scale
 
     def _rng(self, kind: int) -> tuple[np.random.Generator, torch.Generator]:
-        key = [self.config.seed, PHASES.index(self.phase), self.step, kind]
+        key = [self.config.seed, self.phases.index(self.phase), self.step, kind]
         seed = int(np.random.SeedSequence(key).generate_state(1)[0])
         return np.random.default_rng(key), torch.Generator().manual_seed(seed)
 
@@ -108,28 +141,34 @@ class Trainer:
         self._update(rec_loss + self.config.kl_weight * kl)
         return {"rec": rec_loss.item(), "kl": kl.item()}
 
-    def unet_step(self) -> dict[str, float]:
-        """Epsilon-prediction loss ||eps - eps_theta(x_t, t, c)||^2 with CFG caption dropout."""
+    def sample_latents(self, rng: np.random.Generator, gen: torch.Generator) -> tuple[list[str], torch.Tensor]:
+        """A kind-weighted batch from the latent cache: captions (CFG dropout to "") and scaled latent samples."""
         assert self.cache is not None
-        rng, gen = self._rng(1)
         idx = torch.from_numpy(
             rng.choice(len(self.captions), size=self.config.batch_size, p=self._sample_weights())
         )
         captions = [
             "" if u < self.config.cfg_dropout else self.captions[i] for u, i in zip(rng.random(len(idx)), idx)
         ]
-        mean, std = self.cache["mean"][idx].float(), self.cache["std"][idx].float()  # (B, 4, 8, 8)
-        scale = self.components["vae"].config.scaling_factor
-        latents = (mean + std * torch.randn(mean.shape, generator=gen)) * scale
+        mean, std = self.cache["mean"][idx].float(), self.cache["std"][idx].float()  # (B, C, 8, 8)
+        vae_config = self.components["vae"].config
+        shift = vae_config.get("shift_factor", None) or 0.0
+        latents = (mean + std * torch.randn(mean.shape, generator=gen) - shift) * vae_config.scaling_factor
+        return captions, latents
+
+    def unet_step(self) -> dict[str, float]:
+        """Epsilon-prediction loss ||eps - eps_theta(x_t, t, c)||^2 with CFG caption dropout."""
+        rng, gen = self._rng(1)
+        captions, latents = self.sample_latents(rng, gen)  # (B, 4, 8, 8)
         noise = torch.randn(latents.shape, generator=gen)
         scheduler = self.components["scheduler"]
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=gen)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(captions),), generator=gen)
         noisy = scheduler.add_noise(latents, noise, t)  # (B, 4, 8, 8)
         embeds, _, pooled, _ = self.pipe.encode_prompt(
             captions, device=torch.device("cpu"), do_classifier_free_guidance=False
         )
         time_ids = torch.tensor([[IMAGE_SIZE, IMAGE_SIZE, 0, 0, IMAGE_SIZE, IMAGE_SIZE]], dtype=torch.float32)
-        cond = {"text_embeds": pooled, "time_ids": time_ids.expand(len(idx), -1)}
+        cond = {"text_embeds": pooled, "time_ids": time_ids.expand(len(captions), -1)}
         pred = self.components["unet"](noisy, t, embeds, added_cond_kwargs=cond).sample  # (B, 4, 8, 8)
         loss = (pred - noise).pow(2).mean()
         self._update(loss)
@@ -137,9 +176,7 @@ class Trainer:
 
     def _update(self, loss: torch.Tensor) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = (
-                self.config.vae_lr if self.phase == "vae" else self.config.unet_lr
-            ) * self._lr_scale()
+            group["lr"] = self.phase_lr() * self._lr_scale()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], 1.0)
@@ -153,7 +190,7 @@ class Trainer:
     # --- between phases ----------------------------------------------------------------------------
     @torch.no_grad()
     def finish_vae(self) -> None:
-        """Set scaling_factor = 1 / std(latents) of the final VAE and encode the latent cache."""
+        """Encode the latent cache with the final VAE and fix its ``latent_stats`` (scaling_factor, ...)."""
         vae = self.components["vae"].eval()
         rng = np.random.default_rng([self.config.seed, 99])
         means, stds, captions = [], [], []
@@ -166,11 +203,12 @@ class Trainer:
         self.cache = {
             "mean": torch.cat(means).contiguous(),
             "std": torch.cat(stds).contiguous(),
-        }  # (N, 4, 8, 8) each
+        }  # (N, C, 8, 8) each
         self.captions = captions
-        vae.register_to_config(scaling_factor=float(1.0 / self.cache["mean"].float().std()))
+        stats = self.latent_stats(self.cache["mean"])
+        vae.register_to_config(**stats)
         atomic_write_with(self.out / "latent_cache.safetensors", lambda p: save_file(self.cache, str(p)))
-        meta = {"captions": captions, "scaling_factor": vae.config.scaling_factor}
+        meta = {"captions": captions, **stats}
         atomic_write_json(self.out / "latent_cache.json", meta)
 
     def _load_ema(self, phase: str) -> None:
@@ -182,7 +220,7 @@ class Trainer:
         """Per-cache-item sampling probabilities giving each caption kind its ``unet_kind_weights`` share."""
         if self._weights is None:
             kinds = np.array([KINDS.index(parse_caption(c).kind) for c in self.captions])
-            share = np.array(self.config.unet_kind_weights) / np.bincount(kinds, minlength=len(KINDS)).clip(
+            share = np.array(self.kind_weights()) / np.bincount(kinds, minlength=len(KINDS)).clip(
                 min=1
             )
             self._weights = share[kinds] / share[kinds].sum()
@@ -191,15 +229,15 @@ class Trainer:
     def _load_cache(self) -> None:
         meta = json.loads((self.out / "latent_cache.json").read_text())
         self.cache = load_file(str(self.out / "latent_cache.safetensors"))
-        self.captions = meta["captions"]
-        self.components["vae"].register_to_config(scaling_factor=meta["scaling_factor"])
+        self.captions = meta.pop("captions")
+        self.components["vae"].register_to_config(**meta)
 
     # --- checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
         stem = f"{self.phase}-{self.step:07d}"
         weights = {
             f"{name}.{k}": v.contiguous()
-            for name in TRAINED["vae"] + TRAINED["unet"]
+            for name in self._all_trained()
             for k, v in self.components[name].state_dict().items()
         }
         ema = {f"ema.{k}": v.contiguous() for k, v in self.ema.items()}
@@ -215,6 +253,9 @@ class Trainer:
             for suffix in (".safetensors", ".optim.pt"):
                 (self.out / f"{previous['stem']}{suffix}").unlink(missing_ok=True)
 
+    def _all_trained(self) -> tuple[str, ...]:
+        return tuple(name for names in self.trained.values() for name in names)
+
     def _latest(self) -> dict | None:
         path = self.out / "latest.json"
         return json.loads(path.read_text()) if path.exists() else None
@@ -225,7 +266,7 @@ class Trainer:
             return False
         self.phase, self.step = latest["phase"], latest["step"]
         tensors = load_file(str(self.out / f"{latest['stem']}.safetensors"))
-        for name in TRAINED["vae"] + TRAINED["unet"]:
+        for name in self._all_trained():
             prefix = f"{name}."
             self.components[name].load_state_dict(
                 {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -245,15 +286,15 @@ class Trainer:
         """Save the pipeline with EMA weights in float16 via ``save_pretrained`` (safetensors), replacing ``folder`` atomically."""
         folder = Path(folder)
         backup = {n: p.detach().clone() for n, p in self._named_params(self.phase)}
-        if self.phase == "unet":
-            self._load_ema("unet")
+        if self.phase == self.denoiser_phase:
+            self._load_ema(self.denoiser_phase)
         tmp = folder.with_name(f".{folder.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         half = {
             k: copy.deepcopy(v).to(torch.float16) if isinstance(v, torch.nn.Module) else v
             for k, v in self.components.items()
         }
-        build_pipeline(half).save_pretrained(tmp, safe_serialization=True)
+        self.build_pipeline(half).save_pretrained(tmp, safe_serialization=True)
         with torch.no_grad():
             for name, p in self._named_params(self.phase):
                 p.copy_(backup[name])
@@ -268,26 +309,29 @@ class Trainer:
 
 def train(
     out: str | Path,
-    config: TrainConfig,
+    config,
     resume: bool = False,
     stop_after_steps: int | None = None,
     export_to: str | Path | None = None,
     log=print,
+    trainer_class: type[Trainer] = Trainer,
 ) -> Trainer:
-    """Run (or resume) training until done or ``stop_after_steps`` steps in this call; returns the trainer."""
+    """Run (or resume) training until done or ``stop_after_steps`` steps in this call; returns the trainer.
+
+    ``config`` is a ``TrainConfig`` (or the config ``trainer_class`` takes)."""
     out = Path(out)
     if (out / "latest.json").exists() and not resume:
         raise UserError(
             f"{out} already holds a training run; pass --resume to continue it or choose a new --out"
         )
     out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(out, config)
+    trainer = trainer_class(out, config)
     if resume and trainer.resume():
         log(f"resumed at phase={trainer.phase} step={trainer.step}")
     export_to = Path(export_to) if export_to else out / "generator"
     done_here, last_ckpt, t0 = 0, time.time(), time.time()
     while trainer.phase != "done":
-        total = config.vae_steps if trainer.phase == "vae" else config.unet_steps
+        total = trainer.phase_steps()
         if trainer.step >= total:
             _advance(trainer, export_to, log)
             continue
@@ -295,7 +339,7 @@ def train(
             trainer.save_checkpoint()
             return trainer
         tick = time.time()
-        stats = trainer.vae_step() if trainer.phase == "vae" else trainer.unet_step()
+        stats = trainer.vae_step() if trainer.phase == "vae" else trainer.denoise_step()
         done_here += 1
         if trainer.step % 25 == 0 or trainer.step == total:
             log(
@@ -311,7 +355,7 @@ def train(
             )
         if trainer.step % config.ckpt_every_steps == 0 or time.time() - last_ckpt > config.ckpt_every_seconds:
             trainer.save_checkpoint()
-            if trainer.phase == "unet":
+            if trainer.phase == trainer.denoiser_phase:
                 trainer.export(export_to)
             last_ckpt = time.time()
     return trainer
@@ -322,11 +366,11 @@ def _advance(trainer: Trainer, export_to: Path, log) -> None:
     if trainer.phase == "vae":
         log("vae done; encoding latent cache")
         trainer.finish_vae()
-        trainer.phase, trainer.step = "unet", 0
+        trainer.phase, trainer.step = trainer.denoiser_phase, 0
         trainer._setup_phase()
         log(f"latent scaling_factor={trainer.components['vae'].config.scaling_factor:.4f}")
     else:
-        trainer._load_ema("unet")
+        trainer._load_ema(trainer.denoiser_phase)
         trainer.phase, trainer.step = "done", 0
         trainer._setup_phase()
         trainer.export(export_to)
