@@ -15,6 +15,7 @@ The engine, collection, training, the app and the CLI ask the family (``family_o
 
 from __future__ import annotations
 
+import abc
 from typing import Any, ClassVar
 
 import torch
@@ -41,7 +42,7 @@ def pairs(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-class Family:
+class Family(abc.ABC):
     """Base family; subclasses override what differs. Instances are registered by ``name``."""
 
     name: ClassVar[str] = ""
@@ -81,17 +82,18 @@ class Family:
         return {}
 
     # -- text ------------------------------------------------------------------------------------
+    @abc.abstractmethod
     def encode(self, pipe, prompt: str, negative: str | None, device) -> dict[str, torch.Tensor]:
         """The pipeline's own ``encode_prompt`` (cond and uncond) as named tensors; "prompt_embeds" is the
         NPNet condition."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def text_shape(self, pipe) -> tuple[int, int]:
         """(tokens, width) of the NPNet condition ``prompt_embeds`` this pipeline's ``encode_prompt`` gives."""
-        raise NotImplementedError
 
     def check_negative(self, negative_prompt: str) -> None:
         """Refuse a negative prompt where the family has no unconditional branch (distilled guidance)."""
+        return None  # families with a CFG branch take any negative prompt
 
     # -- NPNet fit -------------------------------------------------------------------------------
     def npnet_shape(self, pipe) -> dict[str, Any]:
@@ -103,9 +105,9 @@ class Family:
         return shape
 
     # -- denoiser calls (re-denoise) -----------------------------------------------------------------
+    @abc.abstractmethod
     def model_outputs(self, pipe, x: torch.Tensor, t, embeds: dict[str, torch.Tensor], guidance_scale: float):
         """(uncond, cond) raw denoiser outputs at ``t`` for a (B, C, h, w) batch; ``embeds``: B rows."""
-        raise NotImplementedError
 
     def guidance_embedded(self, pipe) -> bool:
         """Whether the guidance weight is a model input instead of a CFG combination (LCM, Flux-dev)."""

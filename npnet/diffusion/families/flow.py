@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import abc
+
 from npnet.diffusion.families.base import FLOW, Family
 from npnet.errors import UserError
 
@@ -29,10 +31,10 @@ class FlowFamily(Family):
             )
         return mode
 
+    @abc.abstractmethod
     def set_flow_timesteps(self, pipe, scheduler, steps: int, latent_hw: tuple[int, int]) -> None:
         """Set ``scheduler`` (a copy) to the sigmas the pipeline itself samples ``steps`` steps with for
         unpacked latents of size ``latent_hw`` (static shift, or resolution-dependent ``mu``)."""
-        raise NotImplementedError
 
     def first_timestep(self, view, steps: int) -> int:
         """Flow matching starts at sigma = 1 for every shift and mu: timestep 1000 * sigma_0."""
