@@ -150,6 +150,17 @@ _TINY = NPNetConfig(
     attn_heads=2,
 )
 
+# The micro world's NPNet (see NPNET_PRESETS["micro"]); its token and flow variants change a few fields.
+_MICRO = NPNetConfig(
+    text_dim=64,
+    latent_size=8,
+    backbone_img_size=64,
+    backbone_kwargs=_MICRO_SWIN,
+    svd_hidden=32,
+    svd_mlp4_hidden=128,
+    attn_heads=4,
+)
+
 NPNET_PRESETS: dict[str, NPNetConfig] = {
     # SDXL, DreamShaper-xl-v2-turbo, SDXL-Lightning, LCM, PCM: CLIP-L + bigG concatenated, 77x2048.
     "sdxl": NPNetConfig(text_dim=2048, family="sdxl"),
@@ -157,26 +168,9 @@ NPNET_PRESETS: dict[str, NPNetConfig] = {
     "dit": NPNetConfig(text_dim=1024, family="hunyuan-dit"),
     # The embedded offline micro world (npnet.worlds.micro): 64x64 px -> 4x8x8 latents, 32+32-wide CLIP text,
     # a small Swin so that training fits on a CPU; same class, same code paths as SDXL.
-    "micro": NPNetConfig(
-        text_dim=64,
-        latent_size=8,
-        backbone_img_size=64,
-        backbone_kwargs=_MICRO_SWIN,
-        svd_hidden=32,
-        svd_mlp4_hidden=128,
-        attn_heads=4,
-    ),
+    "micro": _MICRO,
     # Token-conditioned variant of "micro" (issue 21): the prompt reaches each of the 8x8 latent positions.
-    "micro-tokens": NPNetConfig(
-        text_dim=64,
-        latent_size=8,
-        backbone_img_size=64,
-        backbone_kwargs=_MICRO_SWIN,
-        svd_hidden=32,
-        svd_mlp4_hidden=128,
-        attn_heads=4,
-        text_conditioning="tokens",
-    ),
+    "micro-tokens": dataclasses.replace(_MICRO, text_conditioning="tokens"),
     # Its SDXL-sized config: 16x16 patches of 8x8 latent pixels attend to the 77x2048 prompt.
     "sdxl-tokens": NPNetConfig(
         text_dim=2048, text_conditioning="tokens", token_width=256, token_heads=8, token_grid=16
@@ -185,18 +179,7 @@ NPNET_PRESETS: dict[str, NPNetConfig] = {
     # latents (4x4 grid, 32x32 SVD) and the pipeline's own joint prompt_embeds: 16 CLIP tokens (32 + 32 wide)
     # ++ 256 zero tokens in T5's place = 272x64; not pooled (the zero tokens add nothing to AdaGroupNorm's
     # input, pooling would average the 16 caption tokens away). The same small Swin as "micro".
-    "micro-flow": NPNetConfig(
-        text_dim=64,
-        text_len=272,
-        latent_channels=16,
-        latent_size=8,
-        backbone_img_size=64,
-        backbone_kwargs=_MICRO_SWIN,
-        svd_hidden=32,
-        svd_mlp4_hidden=128,
-        attn_heads=4,
-        family="sd3",
-    ),
+    "micro-flow": dataclasses.replace(_MICRO, text_len=272, latent_channels=16, family="sd3"),
     # Plumbing-only NPNet for the tiny offline pipelines (64x64 px -> 8x8 latents).
     "tiny": _TINY,
     # Families without a released NPNet (train your own: python -m cli collect / train). Shapes are those of
