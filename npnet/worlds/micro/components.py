@@ -112,16 +112,18 @@ def write_tokenizer_files(folder: str | Path, words: list[str] | None = None) ->
     return folder
 
 
-def build_tokenizers(folder: str | Path) -> tuple[CLIPTokenizer, CLIPTokenizer]:
-    """The two SDXL tokenizers (the second pads with "!" like SDXL's) from freshly written files."""
+def build_tokenizers(folder: str | Path, length: int = MAX_LENGTH) -> tuple[CLIPTokenizer, CLIPTokenizer]:
+    """The two CLIP tokenizers (the second pads with "!" like SDXL's and SD3's CLIP-G) from freshly
+    written files, ``length`` tokens long."""
     folder = write_tokenizer_files(folder)
     vocab, merges = str(folder / "vocab.json"), str(folder / "merges.txt")
-    tok1 = CLIPTokenizer(vocab, merges, model_max_length=MAX_LENGTH)
-    tok2 = CLIPTokenizer(vocab, merges, model_max_length=MAX_LENGTH, pad_token="!")
+    tok1 = CLIPTokenizer(vocab, merges, model_max_length=length)
+    tok2 = CLIPTokenizer(vocab, merges, model_max_length=length, pad_token="!")
     return tok1, tok2
 
 
-def _text_config(config: MicroConfig, vocab_size: int) -> CLIPTextConfig:
+def clip_text_config(config, vocab_size: int, length: int = MAX_LENGTH) -> CLIPTextConfig:
+    """The small CLIP text encoder's config from a world config's ``text_*`` sizes."""
     return CLIPTextConfig(
         hidden_size=config.text_hidden,
         intermediate_size=config.text_intermediate,
@@ -132,7 +134,7 @@ def _text_config(config: MicroConfig, vocab_size: int) -> CLIPTextConfig:
         bos_token_id=512,
         eos_token_id=513,
         pad_token_id=513,
-        max_position_embeddings=MAX_LENGTH,
+        max_position_embeddings=length,
     )
 
 
@@ -193,7 +195,7 @@ def build_components(tokenizer_dir: str | Path, config: MicroConfig = MICRO_CONF
     """All pipeline components with seeded random weights (tokenizer files written to ``tokenizer_dir``)."""
     tok1, tok2 = build_tokenizers(tokenizer_dir)
     torch.manual_seed(seed)
-    text_config = _text_config(config, vocab_size=len(tok1.get_vocab()))
+    text_config = clip_text_config(config, vocab_size=len(tok1.get_vocab()))
     return {
         "unet": build_unet(config),
         "vae": build_vae(config),

@@ -19,9 +19,9 @@ from diffusers import (
     SD3Transformer2DModel,
     StableDiffusion3Pipeline,
 )
-from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import CLIPTextModelWithProjection
 
-from npnet.worlds.micro.components import write_tokenizer_files
+from npnet.worlds.micro.components import build_tokenizers, clip_text_config
 from npnet.worlds.micro.grammar import IMAGE_SIZE
 from npnet.worlds.micro_flow.null_tokens import compress_null_runs
 
@@ -55,30 +55,6 @@ class FlowConfig:
 
 
 FLOW_CONFIG = FlowConfig()
-
-
-def build_tokenizers(folder: str | Path) -> tuple[CLIPTokenizer, CLIPTokenizer]:
-    """The two CLIP tokenizers (the second pads with "!" as SD3's CLIP-G one does), word-level, CLIP_LENGTH long."""
-    folder = write_tokenizer_files(folder)
-    vocab, merges = str(folder / "vocab.json"), str(folder / "merges.txt")
-    tok1 = CLIPTokenizer(vocab, merges, model_max_length=CLIP_LENGTH)
-    tok2 = CLIPTokenizer(vocab, merges, model_max_length=CLIP_LENGTH, pad_token="!")
-    return tok1, tok2
-
-
-def _text_config(config: FlowConfig, vocab_size: int) -> CLIPTextConfig:
-    return CLIPTextConfig(
-        hidden_size=config.text_hidden,
-        intermediate_size=config.text_intermediate,
-        num_attention_heads=config.text_heads,
-        num_hidden_layers=config.text_layers,
-        vocab_size=vocab_size,
-        projection_dim=config.text_hidden,
-        bos_token_id=512,
-        eos_token_id=513,
-        pad_token_id=513,
-        max_position_embeddings=CLIP_LENGTH,
-    )
 
 
 def build_transformer(config: FlowConfig) -> SD3Transformer2DModel:
@@ -125,9 +101,9 @@ def build_scheduler(config: FlowConfig) -> FlowMatchEulerDiscreteScheduler:
 
 def build_components(tokenizer_dir: str | Path, config: FlowConfig = FLOW_CONFIG, seed: int = 0) -> dict:
     """All pipeline components with seeded random weights (tokenizer files written to ``tokenizer_dir``)."""
-    tok1, tok2 = build_tokenizers(tokenizer_dir)
+    tok1, tok2 = build_tokenizers(tokenizer_dir, CLIP_LENGTH)  # SD3-style: CLIP-L and CLIP-G tokenizers
     torch.manual_seed(seed)
-    text_config = _text_config(config, vocab_size=len(tok1.get_vocab()))
+    text_config = clip_text_config(config, vocab_size=len(tok1.get_vocab()), length=CLIP_LENGTH)
     return {
         "transformer": build_transformer(config),
         "vae": build_vae(config),
