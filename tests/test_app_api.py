@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from devserver import running_app
 from PIL import Image
 
 from npnet.checkpoints import load_npnet, save_npnet
@@ -24,14 +23,10 @@ def _pixels(path: str) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("app")
+def app_url(offline_app):
+    url, workdir = offline_app
     WORKDIRS[0:] = [workdir]
-    with running_app(workdir, "--offline", "--device", "cpu") as (url, proc):
-        yield url
-        assert proc.poll() is None, "the server died during the tests"
-    leftovers = [p.name for p in (workdir / "tmp").iterdir()]
-    assert leftovers == [], f"temporary files left after shutdown: {leftovers}"
+    return url
 
 
 @pytest.fixture(scope="module")

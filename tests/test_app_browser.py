@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from devserver import running_app
 
 from studio.config import default_model
 from studio.examples import example_prompts
@@ -42,11 +41,12 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def page(offline_app, tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
+    url, _ = offline_app
     workdir = tmp_path_factory.mktemp("browser")
-    with running_app(workdir, "--offline", "--device", "cpu") as (url, _proc), sync_playwright() as p:
+    with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             tempfile.mkdtemp(prefix="chromium-profile-", dir=workdir),
             executable_path=str(CHROMIUM),

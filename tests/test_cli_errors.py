@@ -1,15 +1,21 @@
 """Every command line answers bad input with one stderr line, no traceback, and a fixed exit status.
 
 2: bad usage (argparse, ``UserError`` / ``ValueError``); 1: a failure (``OSError``: unwritable output, missing
-input file; a run whose every sample failed); 130: interrupted. Each case is a real subprocess; all of them
-fail during validation, before any model loads, and run a few at a time to fit the CPU budget.
+input file; a run whose every sample failed); 130: interrupted. All cases fail during validation, before any
+model loads. One case per entry point (``python -m cli``, ``python -m eval``, ``python app.py``) runs as a real
+subprocess, so the interpreter's own exit path is checked; the others run the same ``__main__`` in this
+interpreter (``runpy``, argv and stdio swapped), which is the same code without ~3 s of imports each.
 """
 
+import contextlib
+import io
 import os
+import runpy
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -76,9 +82,33 @@ def workdir(tmp_path_factory):
     return tmp
 
 
+# real subprocesses: one per entry point (the app ones would start a server if validation let them through)
+SUBPROCESS = {"cli-no-command", "eval-no-out", "app-queue-size-0", "app-bad-npnet"}
+
+
+def _in_process(argv: list[str]) -> SimpleNamespace:
+    """Run ``python -m MODULE args`` in this interpreter; the exit status as the interpreter would give it."""
+    assert argv[0] == "-m", argv
+    stdout, stderr = io.StringIO(), io.StringIO()
+    saved = sys.argv
+    sys.argv = [argv[1], *argv[2:]]
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+                code = 0
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) or exit_.code is None else 1
+                if not isinstance(exit_.code, int) and exit_.code is not None:
+                    print(exit_.code, file=sys.stderr)  # what the interpreter does with sys.exit("message")
+    finally:
+        sys.argv = saved
+    return SimpleNamespace(returncode=code or 0, stdout=stdout.getvalue(), stderr=stderr.getvalue())
+
+
 @pytest.fixture(scope="module")
 def results(request, workdir):
-    """The selected cases started up front, three at a time; each test waits for its own."""
+    """The selected subprocess cases started up front, two at a time; in-process cases run when asked."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     selected = {
         item.callspec.params["case_id"]
@@ -86,23 +116,27 @@ def results(request, workdir):
         if getattr(item, "originalname", None) == "test_bad_input_is_one_line_and_an_exit_status"
     }
 
+    def argv_of(argv):
+        return [a.replace("{tmp}", str(workdir)) for a in argv]
+
     def run(argv):
-        cmd = [sys.executable, *(a.replace("{tmp}", str(workdir)) for a in argv)]
+        cmd = [sys.executable, *argv_of(argv)]
         return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
-    pool = ThreadPoolExecutor(max_workers=3)
+    pool = ThreadPoolExecutor(max_workers=2)
     futures = {}
     for case in CASES:
         case_id, argv = (case.values if hasattr(case, "values") else case)[:2]
-        if case_id in selected:
+        if case_id in selected and case_id in SUBPROCESS:
             futures[case_id] = pool.submit(run, argv)
-    yield futures
+    yield lambda case_id, argv: futures[case_id].result() if case_id in SUBPROCESS else _in_process(argv_of(argv))
     pool.shutdown(wait=True)
 
 
 @pytest.mark.parametrize(("case_id", "argv", "status", "fragment"), CASES, ids=[_ids(c) for c in CASES])
-def test_bad_input_is_one_line_and_an_exit_status(results, case_id, argv, status, fragment):
-    out = results[case_id].result()
+def test_bad_input_is_one_line_and_an_exit_status(results, case_id, argv, status, fragment, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    out = results(case_id, argv)
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert "Traceback" not in out.stderr + out.stdout, out.stderr
     assert out.returncode == status, out.stderr
@@ -131,3 +165,7 @@ def test_run_command_maps_exceptions_to_one_line(capsys, error, status, line):
 def test_bugs_keep_their_traceback():
     with pytest.raises(KeyError):
         run_command(lambda: {}["missing"])
+
+
+def test_every_subprocess_case_exists():
+    assert SUBPROCESS <= {_ids(case) for case in CASES}
