@@ -99,6 +99,9 @@ def add_run_parser(subparsers) -> None:
     p.add_argument("--npnet", default=None, help="NPNet checkpoint override (path, hub id or name)")
     p.add_argument("--device", default="auto")
     p.add_argument("--offline", action="store_true", help="never contact the hub")
+    p.add_argument(
+        "--cpu-offload", action="store_true", help="enable_model_cpu_offload on CUDA (SD3.5 / Flux on smaller GPUs)"
+    )
     p.add_argument("--out", required=True, help="run directory (created, or resumed)")
     p.add_argument(
         "--max-consecutive-failures",
@@ -151,6 +154,7 @@ def config_from_args(args: argparse.Namespace):
         "npnet": args.npnet,
         "device": args.device,
         "offline": True if args.offline else None,
+        "cpu_offload": True if args.cpu_offload else None,
         "out": args.out,
         "max_consecutive_failures": args.max_consecutive_failures,
         "batch_size": args.batch_size,

@@ -92,6 +92,7 @@ class BenchmarkConfig:
     redenoise_steps: int | None = None  # DDIM step size 1000/N; None: the sampling schedule
     device: str = "auto"
     offline: bool | None = None
+    cpu_offload: bool = False  # enable_model_cpu_offload on CUDA (SD3.5 / Flux on smaller GPUs); not a generation setting
     # Stop after this many consecutive samples fail with the same kind of error (0: never stop).
     max_consecutive_failures: int = 5
     # Samples per pipeline call (their methods' images share it); None: the model preset's batch_size.
@@ -478,7 +479,9 @@ def run_benchmark(
     if service is None:
         from npnet.engine import GoldenNoiseService
 
-        service = GoldenNoiseService(device=config.device, offline=config.offline, progress=False)
+        service = GoldenNoiseService(
+            device=config.device, offline=config.offline, cpu_offload=config.cpu_offload, progress=False
+        )
     if scorer_factory is None:
         from eval.metrics import get_scorer
 

@@ -97,7 +97,7 @@ def test_server_files_named_as_uploads_are_refused(shared_app):
     client = _client(url)
     for path in (workdir / "secret.txt", ROOT / "requirements.txt", Path("/etc/passwd")):
         forged = {"path": str(path), "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
-        data = ["micro", "(prompts typed below)", "", forged, 2, "0", ["standard"], ["micro"], 2]
+        data = ["micro", "(prompts typed below)", "", forged, 2, "0", ["standard"], ["micro"], 2, ""]
         status, text = _raw_call(url, "evaluate", data)
         assert status == 400 and "uploaded to this app" in text
         assert SECRET not in text and "torch==" not in text and "root:" not in text
@@ -225,7 +225,7 @@ def test_bad_requests_get_one_line_naming_the_field_and_the_fix(shared_app, tmp_
     files = {"no meta": {"path": "/etc/passwd"}, "file url": {"path": "prompts.txt", "url": "file:///etc/passwd", "meta": meta},
              "file path": {"path": "file:///etc/passwd", "meta": meta}, "not a file": "prompts.txt"}  # fmt: skip
     for name, value in files.items():
-        data = ["micro", "(prompts typed below)", "", value, 2, "0", ["standard"], ["micro"], 2]
+        data = ["micro", "(prompts typed below)", "", value, 2, "0", ["standard"], ["micro"], 2, ""]
         status, text = send(url, "gradio_api/call/evaluate", {"data": data})
         assert status == 400, (name, status, text)
         messages[name] = json.loads(text)["detail"]

@@ -55,3 +55,28 @@ def test_collect_and_train_on_tiny_flux_resume_and_the_npnet_is_refused_by_sdxl(
     assert cli.main([*gen, "--model", "tiny-sdxl", "--out", str(tmp_path / "refused")]) == 2
     err = capsys.readouterr().err
     assert "trained for a Flux model" in err and "SDXL-family pipeline" in err and "Traceback" not in err
+
+
+def test_eval_run_cpu_offload_reaches_the_engine(monkeypatch, tmp_path):
+    """``eval run --cpu-offload`` (SD3.5 / Flux on smaller GPUs) builds the engine with model CPU offload."""
+    import npnet.engine
+    from eval.__main__ import build_parser, config_from_args
+    from eval.benchmark import run_benchmark
+
+    argv = ["run", "--model", "tiny-flux", "--prompts", "examples", "--metrics", "toy-brightness", "--offline",
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    assert config_from_args(build_parser().parse_args(argv)).cpu_offload is False
+    config = config_from_args(build_parser().parse_args([*argv, "--cpu-offload"]))
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def engine(**kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(npnet.engine, "GoldenNoiseService", engine)
+    with pytest.raises(Stop):
+        run_benchmark(config)
+    assert seen["cpu_offload"] is True

@@ -57,9 +57,11 @@ def default_preset(service: StudioService) -> str:
 
 
 def custom_fields(
-    service, model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps
-):
-    """BenchmarkConfig fields from the custom form (uploaded file > typed prompts > prompt set)."""
+    service, model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps, npnet=None,
+    session: str = "",
+):  # fmt: skip
+    """BenchmarkConfig fields from the custom form (uploaded file > typed prompts > prompt set); ``npnet``: a
+    checkpoint the visitor chose (empty: the model's own), checked as the Generate tab checks it."""
     if model not in service.models():
         raise UserError(
             f"model {model!r} is not available here; choose one of {', '.join(service.models())}"
@@ -82,6 +84,9 @@ def custom_fields(
     steps = whole_number("steps", steps, 0) or None
     seeds = parse_seeds(seeds, service.config.max_seeds)
     fields = {"model": model, "prompts": prompts, "limit": limit, "seeds": seeds}
+    chosen = str(npnet or "").strip() or None
+    if chosen and chosen != service.default_npnet(model):
+        fields["npnet"] = service.check_npnet(model, chosen, session)
     return {**fields, "methods": tuple(methods), "metrics": tuple(metrics), "steps": steps}
 
 
@@ -135,8 +140,9 @@ def evaluate_seconds(service: StudioService):
     """``evaluate``'s duration: its preset's or custom form's work, as ``evaluate`` would run it."""
 
     def seconds(
-        preset, model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps, **_
-    ):
+        preset, model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps, npnet=None,
+        **_,
+    ):  # fmt: skip
         if preset:
             if preset not in _presets():
                 raise UserError(f"unknown preset {preset!r}")
@@ -144,7 +150,7 @@ def evaluate_seconds(service: StudioService):
         else:
             fields = custom_fields(
                 service, model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps
-            )
+            )  # the checkpoint does not change the duration
         return evaluation_seconds(service, apply_caps(service, fields)[0])
 
     return seconds
@@ -164,7 +170,7 @@ def make_handlers(service: StudioService):
     @gpu(duration=evaluate_seconds(service))
     @user_errors
     def evaluate(
-        preset, model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps,
+        preset, model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps, npnet=None,
         progress=gr.Progress(), request: gr.Request = None,
     ):  # fmt: skip
         """Run a preset (when ``preset`` is set) or the custom settings; returns tables, chart, files."""
@@ -174,8 +180,9 @@ def make_handlers(service: StudioService):
             fields, label = dict(_presets()[preset]), preset
         else:
             fields = custom_fields(
-                service, model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps
-            )
+                service, model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps,
+                npnet, session_of(request),
+            )  # fmt: skip
             label = f"{model}-custom"
         fields, note = apply_caps(service, fields)
         return _run(
@@ -249,6 +256,11 @@ def build_evaluate_tab(service: StudioService) -> gr.Dropdown:
             limit = gr.Number(value=4, step=1, minimum=1, label="Limit (prompts)", elem_id="eval-limit")
             seeds = gr.Textbox(value="0", label="Seeds", info="e.g. 0,1 or 0-7")
             steps = gr.Number(value=0, step=1, minimum=0, label="Steps (0 = model default)")
+        npnet = gr.Dropdown(
+            service.npnet_choices(service.default_model, session=""), value=service.default_npnet(service.default_model),
+            label="NPNet checkpoint", allow_custom_value=True, elem_id="eval-npnet",
+            info="empty: the model's own; a name, hub id (owner/repo/file), path or a Train-tab checkpoint",
+        )  # fmt: skip
         prompts_text = gr.Textbox(
             label="…or type prompts (one per line)", lines=3, elem_id="eval-prompts-text"
         )
@@ -277,7 +289,7 @@ def build_evaluate_tab(service: StudioService) -> gr.Dropdown:
 
     run_dir = gr.Textbox(label="Run id", interactive=False, elem_id="eval-run-dir")
     outputs = [status, summary, chart, per_prompt, files, run_dir, rows_state]
-    form = [model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps]
+    form = [model, prompt_set, prompts_text, prompts_file, limit, seeds, methods, metrics, steps, npnet]
     events = (
         run_custom.click(
             evaluate, inputs=[gr.State(""), *form], outputs=outputs, api_name="evaluate", concurrency_id="gpu"
@@ -304,6 +316,13 @@ def build_evaluate_tab(service: StudioService) -> gr.Dropdown:
         outputs=[model, prompt_set, limit, seeds, methods, metrics, steps], api_visibility="private", queue=False,
     )  # fmt: skip
     preset.change(preset_note, inputs=preset, outputs=note, api_visibility="private", queue=False)
+
+    def model_npnets(name: str, request: gr.Request = None):
+        if name not in service.models():
+            return gr.update()
+        return gr.update(choices=service.npnet_choices(name, session_of(request)), value=service.default_npnet(name))
+
+    model.change(model_npnets, inputs=model, outputs=npnet, api_visibility="private", queue=False)
     per_prompt.select(_show_sample, inputs=rows_state, outputs=images, api_visibility="private")
     return runs
 

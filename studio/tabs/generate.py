@@ -8,7 +8,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from npnet.diffusion.schedulers import scheduler_names
+from npnet.diffusion.families import get_family
 from studio.errors import user_errors
 from studio.examples import example_prompts
 from studio.form import GenerateForm
@@ -75,7 +75,7 @@ def _model_defaults(service: StudioService, model: str, session: str) -> tuple:
     choices = service.npnet_choices(model, session)
     return (
         gr.update(choices=choices, value=service.default_npnet(model)),
-        gr.update(value=p.scheduler),
+        gr.update(choices=get_family(p.family).scheduler_names(), value=p.scheduler),  # flow models: "default"
         gr.update(value=p.steps),
         gr.update(value=p.guidance_scale),
         gr.update(choices=size_choices(p.width, p.height, p.size_multiple), value="1:1"),
@@ -124,7 +124,7 @@ def build_generate_tab(service: StudioService, pair_state: gr.State) -> Generate
             upload = gr.File(label="…or upload one", file_types=list(CHECKPOINT_SUFFIXES), height=90)
         model_note = gr.Markdown(f"*{preset_summary(model)}*")
         with gr.Row():
-            scheduler = gr.Dropdown(scheduler_names(), value=p.scheduler, label="Scheduler")
+            scheduler = gr.Dropdown(get_family(p.family).scheduler_names(), value=p.scheduler, label="Scheduler")
             steps = gr.Slider(1, 100, value=p.steps, step=1, label="Steps")
             cfg = gr.Slider(0.0, 15.0, value=p.guidance_scale, step=0.1, label="CFG (guidance scale)")
         with gr.Row():

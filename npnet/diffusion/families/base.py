@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from npnet.diffusion.schedulers import scheduler_names
 from npnet.errors import UserError
 
 NOISE = "noise"  # epsilon / v-prediction samplers (DDIM, DPM-Solver, Euler on a VP schedule)
@@ -131,6 +132,10 @@ class Family(abc.ABC):
     def check_scheduler(self, name: str) -> str:
         """``name`` if it fits the family's scheduler kind, else a UserError."""
         return name
+
+    def scheduler_names(self) -> list[str]:
+        """The sampler names this family's models accept (what a scheduler menu offers)."""
+        return scheduler_names()
 
     def check_solver(self, solver: str) -> str:
         if solver not in self.redenoise_solvers:

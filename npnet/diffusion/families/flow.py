@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 
 from npnet.diffusion.families.base import FLOW, Family
+from npnet.diffusion.schedulers import DEFAULT_SCHEDULER
 from npnet.errors import UserError
 
 FLOW_SOLVER = "flow-euler"
@@ -16,12 +17,15 @@ class FlowFamily(Family):
     collect_scheduler = "default"  # the model's own FlowMatchEulerDiscreteScheduler
 
     def check_scheduler(self, name: str) -> str:
-        if name != "default":
+        if name != DEFAULT_SCHEDULER:
             raise UserError(
                 f"scheduler {name!r} is a noise-prediction sampler; {self.label} model is flow matching and "
                 "samples with its own FlowMatchEulerDiscreteScheduler: use scheduler 'default'"
             )
         return name
+
+    def scheduler_names(self) -> list[str]:
+        return [DEFAULT_SCHEDULER]
 
     def check_mode(self, mode: str) -> str:
         if mode != "correct":
