@@ -257,7 +257,7 @@ def build_evaluate_tab(service: StudioService) -> gr.Dropdown:
             seeds = gr.Textbox(value="0", label="Seeds", info="e.g. 0,1 or 0-7")
             steps = gr.Number(value=0, step=1, minimum=0, label="Steps (0 = model default)")
         npnet = gr.Dropdown(
-            service.npnet_choices(service.default_model, session=""), value=service.default_npnet(service.default_model),
+            service.npnet_choices(service.default_model, session=""), value=None,  # None: the model's own
             label="NPNet checkpoint", allow_custom_value=True, elem_id="eval-npnet",
             info="empty: the model's own; a name, hub id (owner/repo/file), path or a Train-tab checkpoint",
         )  # fmt: skip
