@@ -133,6 +133,21 @@ def test_changed_generation_settings_refuse_to_resume(tmp_path, service):
         )
 
 
+def test_ranks_from_the_launcher_environment_split_the_run_like_one_process(tmp_path, service, monkeypatch):
+    """RANK / WORLD_SIZE as ``torchrun`` / ``accelerate launch`` set them choose each process's share; the
+    merged rows equal one process's (in this interpreter; the two-process version is ``-m slow``)."""
+    single = run_benchmark(_config(tmp_path / "one"), service=service).rows
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        part = run_benchmark(_config(tmp_path / "two"), service=service).rows
+        assert set(part["rank"]) <= {0, 1}
+    merged = load_rows(tmp_path / "two")
+    assert set(merged["rank"]) == {0, 1}
+    assert merged[COMPARE].equals(single[COMPARE])
+
+
+@pytest.mark.slow  # covered by the test above (same split, same rows) without two interpreter start-ups
 def test_two_process_sharded_run_equals_one_process(tmp_path, service):
     single = run_benchmark(_config(tmp_path / "one"), service=service).rows
     cmd = [
