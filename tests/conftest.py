@@ -17,7 +17,6 @@ torch.set_num_threads(1)
 import pytest  # noqa: E402
 from devserver import running_app  # noqa: E402
 
-
 # Modules that share a session fixture run on one xdist worker (so it starts once): module path -> group.
 SHARED_WORKER = {"tests/test_app_api.py": "offline-app", "tests/test_app_browser.py": "offline-app"}
 
