@@ -23,7 +23,7 @@ MICRO_FLOW_SHIFT = 1.0  # FlowMatchEulerDiscreteScheduler's static shift (the tr
 MICRO_FLOW_REDENOISE_CFG = 9.0
 TRAIN_COMMAND = (
     "python -m cli micro-flow --threads 1 train-generator --out runs/micro_flow_generator --vae-steps 300 "
-    "--flow-steps 5000 --seed 0 --export-to assets/micro/flow-generator"
+    "--flow-steps 30000 --seed 0 --export-to assets/micro/flow-generator"
 )
 
 
