@@ -78,18 +78,12 @@ class GenerateForm:
             width=whole_number("width", self.width, 1),
             height=whole_number("height", self.height, 1),
             methods=tuple(methods),
-            npnet=self._npnet(service, session),
+            npnet=service.npnet_override(self.model, self.npnet, session),
             redenoise_guidance_scale=_optional(finite_number, "re-denoise CFG w_l", self.redenoise_cfg),
             inversion_guidance_scale=_optional(finite_number, "inversion CFG w_w", self.inversion_cfg),
             redenoise_steps=_optional(whole_number, "re-denoise steps", self.redenoise_steps, 2),
         )
 
-    def _npnet(self, service: StudioService, session: str) -> str | None:
-        """The NPNet override: what the user chose (if this server allows it), or None for the preset's own."""
-        chosen = str(self.npnet or "").strip() or service.default_npnet(self.model) or None
-        if chosen == service.preset(self.model).npnet_checkpoint:
-            return None
-        return service.check_npnet(self.model, chosen, session)
 
 
 def finite_number(name: str, value: Any) -> float:

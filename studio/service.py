@@ -143,6 +143,14 @@ class StudioService:
         except (OSError, ValueError):
             return False
 
+    def npnet_override(self, model: str, chosen: Any, session: str) -> str | None:
+        """The NPNet a form's field asks for: None for the preset's own (an empty field or that checkpoint),
+        else ``chosen`` (or ``--npnet`` for the default model) if this server lets the visitor use it."""
+        spec = str(chosen or "").strip() or self.default_npnet(model) or None
+        if spec == self.preset(model).npnet_checkpoint:
+            return None
+        return self.check_npnet(model, spec, session)
+
     def check_npnet(self, model: str, spec: str | None, session: str) -> str | None:
         """The NPNet ``spec`` a visitor chose, if this server lets them use it (always, unless shared)."""
         if spec and "://" in spec:

@@ -98,12 +98,13 @@ def _in_process(argv: list[str]) -> SimpleNamespace:
                 runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
                 code = 0
             except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) or exit_.code is None else 1
-                if not isinstance(exit_.code, int) and exit_.code is not None:
-                    print(exit_.code, file=sys.stderr)  # what the interpreter does with sys.exit("message")
+                code = 0 if exit_.code is None else exit_.code
+                if not isinstance(code, int):  # sys.exit("message"): the interpreter prints it, exits 1
+                    print(code, file=sys.stderr)
+                    code = 1
     finally:
         sys.argv = saved
-    return SimpleNamespace(returncode=code or 0, stdout=stdout.getvalue(), stderr=stderr.getvalue())
+    return SimpleNamespace(returncode=code, stdout=stdout.getvalue(), stderr=stderr.getvalue())
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import pytest
 from npnet.diffusion.presets import get_model_preset
 from npnet.errors import UserError
 from studio.form import GenerateForm, whole_number
+from studio.service import StudioService
 
 
 class _Service:
@@ -23,6 +24,8 @@ class _Service:
         if spec == "not-allowed":
             raise UserError("NPNet 'not-allowed' is not offered on this shared server")
         return spec
+
+    npnet_override = StudioService.npnet_override  # the real resolution, on this stub's answers
 
 
 def _form(**changes) -> GenerateForm:

@@ -84,9 +84,9 @@ def custom_fields(
     steps = whole_number("steps", steps, 0) or None
     seeds = parse_seeds(seeds, service.config.max_seeds)
     fields = {"model": model, "prompts": prompts, "limit": limit, "seeds": seeds}
-    chosen = str(npnet or "").strip() or None
-    if chosen and chosen != service.default_npnet(model):
-        fields["npnet"] = service.check_npnet(model, chosen, session)
+    override = service.npnet_override(model, npnet, session)
+    if override:
+        fields["npnet"] = override
     return {**fields, "methods": tuple(methods), "metrics": tuple(metrics), "steps": steps}
 
 
