@@ -87,7 +87,7 @@ class LazyHelp(str):
 # -- argument types -------------------------------------------------------------------------------------
 def seed_list(text: str) -> tuple[int, ...]:
     """argparse type for seeds: ``0``, ``0,1,2`` or an inclusive range ``0-7`` (checked before expanding)."""
-    from eval.benchmark import parse_seeds
+    from eval.seeds import parse_seeds
 
     try:
         return parse_seeds(text)

@@ -30,7 +30,7 @@ def _csv(kind=str):
 
 
 def _seeds(text: str) -> tuple[int, ...]:
-    from eval.benchmark import parse_seeds
+    from eval.seeds import parse_seeds
 
     try:
         return parse_seeds(text)

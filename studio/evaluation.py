@@ -63,8 +63,8 @@ def check_prompt_file(path: str, max_mb: int = MAX_PROMPT_FILE_MB) -> Path:
 
 
 def parse_seeds(text: str, max_count: int = 32) -> tuple[int, ...]:
-    """ "0,1,2" or "0-3" (the command lines' syntax, ``eval.benchmark.parse_seeds``), at most ``max_count``."""
-    from eval.benchmark import parse_seeds as parse
+    """ "0,1,2" or "0-3" (the command lines' syntax, ``eval.seeds.parse_seeds``), at most ``max_count``."""
+    from eval.seeds import parse_seeds as parse
 
     return parse(str(text)[:1000], max_count=max_count)
 

@@ -9,8 +9,9 @@ import pytest
 import torch
 from counting import CountingService, Crash, crashing_factory
 
-from eval.benchmark import BenchmarkConfig, candidate_seeds, load_rows, parse_method, run_benchmark
+from eval.benchmark import BenchmarkConfig, load_rows, parse_method, run_benchmark
 from eval.metrics import get_scorer
+from eval.seeds import candidate_seeds
 from npnet.engine import GoldenNoiseService
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,7 +271,7 @@ def test_a_run_whose_every_sample_failed_says_so(tmp_path, service):
 
 
 def test_seeds_and_the_failure_limit_are_checked_up_front(tmp_path, service):
-    from eval.benchmark import parse_seeds
+    from eval.seeds import parse_seeds
 
     assert parse_seeds("3, 0-2,1") == (3, 0, 1, 2)
     for text, reason in [("-1", "negative"), ("0-999999999", "at most"), ("x", "whole number"), ("", "no seeds")]:

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from eval.__main__ import build_parser, config_from_args
-from eval.benchmark import BenchmarkConfig, load_rows, paper_seed, prompt_seeds, run_benchmark
+from eval.benchmark import BenchmarkConfig, load_rows, run_benchmark
 from eval.presets import EVAL_PRESETS, PRESET_NOTES
+from eval.seeds import paper_seed, prompt_seeds
 from npnet.engine import GoldenNoiseService
 from npnet.errors import UserError
 
