@@ -21,8 +21,9 @@ from eval.training_plots import loss_figure
 from npnet.checkpoints import save_npnet
 from npnet.data.collect import CollectConfig, collect
 from npnet.errors import UserError
+from npnet.training.checks import check_init
 from npnet.training.state import read_step_losses
-from npnet.training.train import TrainConfig, check_init, train
+from npnet.training.train import TrainConfig, train
 from studio.form import finite_number, whole_number
 from studio.service import StudioService
 

@@ -7,14 +7,8 @@ from huggingface_hub.errors import LocalEntryNotFoundError
 
 from npnet.errors import UserError
 from npnet.training import pretrained
-from npnet.training.train import (
-    TrainConfig,
-    build_model,
-    check_before_training,
-    check_init,
-    resolve_init,
-    train,
-)
+from npnet.training.checks import check_before_training, check_init, resolve_init
+from npnet.training.train import TrainConfig, build_model, train
 
 WEIGHTS = "timm/swin_tiny_patch4_window7_224.ms_in1k"
 

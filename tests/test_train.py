@@ -13,11 +13,11 @@ from npnet.checkpoints import load_npnet, save_npnet
 from npnet.data.dataset import NoisePairDataset, write_dataset
 from npnet.errors import UserError
 from npnet.model import NPNET_PRESETS, NPNet
+from npnet.training.checks import check_init
 from npnet.training.train import (
     TrainConfig,
     _collate,
     build_model,
-    check_init,
     epoch_batches,
     evaluate,
     train,
