@@ -6,12 +6,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import Any
 
 from npnet.errors import UserError
-
-if TYPE_CHECKING:
-    from eval.benchmark import BenchmarkConfig
 
 MAX_SEED = 2**63 - 1  # the engine's seeds are in [0, 2**63)
 MAX_SEEDS = 10_000  # seeds in one list: more is a typo, not a benchmark
@@ -74,7 +71,7 @@ def paper_seed(base: int, prompt_index: int) -> int:
     return int(np.random.default_rng([int(base), int(prompt_index)]).integers(low, high + 1))
 
 
-def prompt_seeds(config: BenchmarkConfig, prompt_index: int) -> list[int]:
+def prompt_seeds(config: Any, prompt_index: int) -> list[int]:  # config: a BenchmarkConfig
     """The seeds prompt ``prompt_index`` runs with under ``config.seed_scheme`` (see the module docstring)."""
     if config.seed_scheme == "fixed":
         return list(config.seeds)

@@ -4,16 +4,13 @@ random) and the ``out`` folder (an existing run needs ``resume``, with the same 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from npnet.checkpoints import inspect_checkpoint
 from npnet.errors import UserError
 from npnet.model import NPNET_PRESETS, NPNetConfig
 from npnet.training.pretrained import check_imagenet, has_imagenet_weights
 from npnet.training.state import check_resume_config, finished_run
-
-if TYPE_CHECKING:
-    from npnet.training.train import TrainConfig
 
 INITS = ("auto", "imagenet", "random")
 
@@ -49,7 +46,7 @@ def check_init(init: str, preset: str | NPNetConfig | None = None) -> NPNetConfi
         raise UserError(f"init {init!r} is not a usable NPNet checkpoint: {err}") from err
 
 
-def check_out(config: TrainConfig) -> int | None:
+def check_out(config: Any) -> int | None:  # config: a TrainConfig (not imported: train imports this module)
     """Refuse to overwrite a run: ``out`` holding ``last/trainer_state.pt`` needs ``resume=True``.
 
     Returns the finished epochs to resume from (None: nothing to resume); with ``resume``, the saved
@@ -68,7 +65,7 @@ def check_out(config: TrainConfig) -> int | None:
     return epochs
 
 
-def check_before_training(config: TrainConfig) -> NPNetConfig | None:
+def check_before_training(config: Any) -> NPNetConfig | None:
     """Every check ``train`` makes before any work: the out folder (``check_out``) and ``check_init``."""
     resumable = check_out(config)
     return check_init(config.init, None if resumable else config.preset)
