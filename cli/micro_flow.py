@@ -21,12 +21,18 @@ def _train(args: argparse.Namespace) -> None:
         flow_steps=args.flow_steps,
         vae_batch_size=args.vae_batch_size,
         batch_size=args.batch_size,
+        lr=args.lr,
         seed=args.seed,
         cache_size=args.cache_size,
         ckpt_every_seconds=args.ckpt_every_seconds,
     )
     train_flow(
-        args.out, config, resume=args.resume, export_to=args.export_to, log=lambda s: print(s, flush=True)
+        args.out,
+        config,
+        resume=args.resume,
+        export_to=args.export_to,
+        log=lambda s: print(s, flush=True),
+        init_from=args.init_from,
     )
 
 
@@ -172,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--flow-steps", type=positive_int, default=5000)
     tr.add_argument("--vae-batch-size", type=positive_int, default=32)
     tr.add_argument("--batch-size", type=positive_int, default=64, help="transformer batch size")
+    tr.add_argument("--lr", type=float, default=5e-4, help="transformer + text encoder learning rate (AdamW)")
     tr.add_argument(
         "--cache-size", type=positive_int, default=30000, help="training images encoded once by the VAE"
     )
@@ -179,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=whole_number(0), default=0)
     tr.add_argument("--resume", action="store_true", help="continue from OUT/latest.json")
     tr.add_argument("--export-to", default=None, help="pipeline folder (default OUT/generator)")
+    tr.add_argument(
+        "--init-from",
+        default=None,
+        help="start a new run from an exported pipeline folder (e.g. assets/micro/flow-generator) at its step",
+    )
     tr.set_defaults(func=_train)
     ck = sub.add_parser("check-generator", help="verifier accuracy of the flow generator by step count")
     ck.add_argument("--path", default=None, help="pipeline folder (default assets/micro/flow-generator)")

@@ -167,6 +167,32 @@ def test_resumed_flow_training_matches_uninterrupted_run_and_exports_a_loadable_
     assert all(r["prompts"] == 2 and 0.0 <= r["accuracy"] <= 1.0 for r in report["by_steps"])
 
 
+def test_warm_start_from_an_export_continues_at_its_step_with_its_weights(tmp_path):
+    from dataclasses import replace
+
+    from npnet.worlds.micro.warm_start import read_train_state
+
+    first = train_flow(tmp_path / "a", replace(TINY_TRAIN, flow_steps=2), log=lambda s: None)
+    export = tmp_path / "a" / "generator"
+    assert read_train_state(export)["phase"] == "flow" and read_train_state(export)["step"] == 2
+    longer = replace(TINY_TRAIN, flow_steps=4)
+    warm = train_flow(tmp_path / "b", longer, init_from=export, stop_after_steps=0, log=lambda s: None)
+    assert (warm.phase, warm.step, warm.warm_from) == ("flow", 2, 2)
+    assert warm._lr_scale() == 0.5  # the warmup restarts: (2 - 2 + 1) / warmup 2
+    shipped = load_micro_flow_pipeline(path=export).transformer.state_dict()
+    mine = warm.components["transformer"].state_dict()
+    assert all(torch.equal(mine[k], shipped[k].float()) for k in shipped)
+    params = dict(warm.components["transformer"].named_parameters())
+    assert all(torch.equal(warm.ema[f"transformer.{k}"], p) for k, p in params.items())  # EMA = exported
+    for key in ("shift_factor", "scaling_factor"):
+        assert warm.components["vae"].config[key] == first.components["vae"].config[key]
+    assert warm.cache["mean"].shape == (TINY_TRAIN.cache_size, LATENT_CHANNELS, 8, 8)
+    done = train_flow(tmp_path / "b", longer, resume=True, init_from=export, log=lambda s: None)
+    assert done.phase == "done" and read_train_state(tmp_path / "b" / "generator")["step"] == 4
+    with pytest.raises(ValueError, match="train_state.json.*--export-to"):
+        train_flow(tmp_path / "c", longer, init_from=tmp_path / "a", log=lambda s: None)
+
+
 def test_missing_flow_generator_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="micro-flow .*train-generator"):
         load_micro_flow_pipeline(path=tmp_path / "nowhere")

@@ -23,6 +23,7 @@ from npnet.io import atomic_write_json, atomic_write_with
 from npnet.worlds.micro.components import MICRO_CONFIG, MicroConfig, build_components, build_pipeline
 from npnet.worlds.micro.grammar import IMAGE_SIZE, KINDS, parse_caption
 from npnet.worlds.micro.render import sample_batch
+from npnet.worlds.micro.warm_start import TRAIN_STATE, warm_start
 
 TRAINED = {"vae": ("vae",), "unet": ("unet", "text_encoder", "text_encoder_2")}
 
@@ -71,6 +72,7 @@ class Trainer:
         self.cache: dict[str, torch.Tensor] | None = None
         self._weights: np.ndarray | None = None
         self.captions: list[str] = []
+        self.warm_from = 0  # denoiser step a warm start began at (its warmup restarts there)
         self._setup_phase()
 
     # --- hooks (the micro SDXL generator) ----------------------------------------------------------
@@ -117,7 +119,7 @@ class Trainer:
 
     def _lr_scale(self) -> float:
         """Linear warmup; the VAE also decays linearly to zero over its last 30% (its final weights are used)."""
-        scale = min(1.0, (self.step + 1) / self.config.warmup)
+        scale = min(1.0, (self.step - self.warm_from + 1) / self.config.warmup)
         if self.phase == "vae":
             scale *= min(1.0, (self.config.vae_steps - self.step) / (0.3 * self.config.vae_steps))
         return scale
@@ -189,8 +191,10 @@ class Trainer:
 
     # --- between phases ----------------------------------------------------------------------------
     @torch.no_grad()
-    def finish_vae(self) -> None:
-        """Encode the latent cache with the final VAE and fix its ``latent_stats`` (scaling_factor, ...)."""
+    def finish_vae(self, stats: dict[str, float] | None = None) -> None:
+        """Encode the latent cache with the final VAE and fix its ``latent_stats`` (scaling_factor, ...).
+
+        ``stats`` given (a warm start) keeps those instead of measuring them on the cache."""
         vae = self.components["vae"].eval()
         rng = np.random.default_rng([self.config.seed, 99])
         means, stds, captions = [], [], []
@@ -205,7 +209,7 @@ class Trainer:
             "std": torch.cat(stds).contiguous(),
         }  # (N, C, 8, 8) each
         self.captions = captions
-        stats = self.latent_stats(self.cache["mean"])
+        stats = stats if stats is not None else self.latent_stats(self.cache["mean"])
         vae.register_to_config(**stats)
         atomic_write_with(self.out / "latent_cache.safetensors", lambda p: save_file(self.cache, str(p)))
         meta = {"captions": captions, **stats}
@@ -247,11 +251,14 @@ class Trainer:
         previous = self._latest()
         atomic_write_json(
             self.out / "latest.json",
-            {"phase": self.phase, "step": self.step, "stem": stem, "config": asdict(self.config)},
+            {**self.train_state(), "stem": stem, "warm_from": self.warm_from},
         )
         if previous and previous["stem"] != stem:
             for suffix in (".safetensors", ".optim.pt"):
                 (self.out / f"{previous['stem']}{suffix}").unlink(missing_ok=True)
+
+    def train_state(self) -> dict:
+        return {"phase": self.phase, "step": self.step, "config": asdict(self.config)}
 
     def _all_trained(self) -> tuple[str, ...]:
         return tuple(name for names in self.trained.values() for name in names)
@@ -265,6 +272,7 @@ class Trainer:
         if latest is None:
             return False
         self.phase, self.step = latest["phase"], latest["step"]
+        self.warm_from = latest.get("warm_from", 0)
         tensors = load_file(str(self.out / f"{latest['stem']}.safetensors"))
         for name in self._all_trained():
             prefix = f"{name}."
@@ -295,6 +303,7 @@ class Trainer:
             for k, v in self.components.items()
         }
         self.build_pipeline(half).save_pretrained(tmp, safe_serialization=True)
+        atomic_write_json(tmp / TRAIN_STATE, self.train_state())  # what a warm start continues from
         with torch.no_grad():
             for name, p in self._named_params(self.phase):
                 p.copy_(backup[name])
@@ -315,10 +324,13 @@ def train(
     export_to: str | Path | None = None,
     log=print,
     trainer_class: type[Trainer] = Trainer,
+    init_from: str | Path | None = None,
 ) -> Trainer:
     """Run (or resume) training until done or ``stop_after_steps`` steps in this call; returns the trainer.
 
-    ``config`` is a ``TrainConfig`` (or the config ``trainer_class`` takes)."""
+    ``config`` is a ``TrainConfig`` (or the config ``trainer_class`` takes). ``init_from`` (an exported pipeline
+    folder) starts a new run at that export's denoiser step (``warm_start``); with ``resume`` and a run already in
+    ``out``, the run is resumed instead."""
     out = Path(out)
     if (out / "latest.json").exists() and not resume:
         raise UserError(
@@ -328,6 +340,9 @@ def train(
     trainer = trainer_class(out, config)
     if resume and trainer.resume():
         log(f"resumed at phase={trainer.phase} step={trainer.step}")
+    elif init_from is not None:
+        warm_start(trainer, init_from)
+        log(f"warm start from {init_from} at phase={trainer.phase} step={trainer.step}")
     export_to = Path(export_to) if export_to else out / "generator"
     done_here, last_ckpt, t0 = 0, time.time(), time.time()
     while trainer.phase != "done":
@@ -371,8 +386,8 @@ def _advance(trainer: Trainer, export_to: Path, log) -> None:
         log(f"latent scaling_factor={trainer.components['vae'].config.scaling_factor:.4f}")
     else:
         trainer._load_ema(trainer.denoiser_phase)
+        trainer.export(export_to)  # still the denoiser phase: its train_state says how far it trained
         trainer.phase, trainer.step = "done", 0
         trainer._setup_phase()
-        trainer.export(export_to)
         log(f"exported {export_to}")
     trainer.save_checkpoint()

@@ -110,6 +110,9 @@ def train_flow(
     stop_after_steps: int | None = None,
     export_to: str | Path | None = None,
     log=print,
+    init_from: str | Path | None = None,
 ) -> FlowTrainer:
     """Run (or resume) flow generator training; the micro world's ``train`` loop with ``FlowTrainer``."""
-    return train(out, config, resume, stop_after_steps, export_to, log, trainer_class=FlowTrainer)
+    return train(
+        out, config, resume, stop_after_steps, export_to, log, trainer_class=FlowTrainer, init_from=init_from
+    )
