@@ -146,7 +146,7 @@ def test_shipped_results_are_recomputed_from_the_shipped_rows():
     main = shipped[(shipped["variant"] == "full") & (shipped["method"] == "npnet")]
     assert (main["n_pairs"] >= 200).all()
     total = sum(f.stat().st_size for f in ASSET_NPNET.parent.rglob("*") if f.is_file())
-    assert total < 25 * 2**20
+    assert total < 40 * 2**20  # the budget of tests/test_micro_shipped.py
 
 
 def test_a_run_uses_the_generator_folder_it_names(tmp_path):
