@@ -96,6 +96,22 @@ def _choose_wl(args: argparse.Namespace) -> None:
     _emit(report, args.out)
 
 
+def _candidates(text: str) -> dict[str, str]:
+    """{name: checkpoint} from "name=path,name=path"."""
+    items = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    if not items or any(len(item) != 2 or not all(part.strip() for part in item) for item in items):
+        raise UserError(f"expected name=checkpoint pairs such as a=runs/a/best/npnet.safetensors, got {text!r}")
+    return {name.strip(): path.strip() for name, path in items}
+
+
+def _choose_npnet(args: argparse.Namespace) -> None:
+    from cli.micro_flow_select import choose_npnet
+
+    seeds = tuple(int(s) for s in _step_list(args.seeds))
+    report = choose_npnet(_candidates(args.candidates), args.prompts, seeds, args.steps, _service(args.generator))
+    _emit(report, args.out)
+
+
 def _emit(report: dict, out: str | None) -> None:
     if out:
         from npnet.io import atomic_write_json
@@ -146,6 +162,14 @@ def _add_selection(sub) -> None:
     cw.add_argument("--steps", type=positive_int, default=None, help="sampling steps (default: the preset's)")
     cw.add_argument("--out", default=None, help="also write the report (JSON) here")
     cw.set_defaults(func=_choose_wl)
+    cn = sub.add_parser("choose-npnet", help="NPNet training variant from its accuracy on TRAINING captions")
+    cn.add_argument("--candidates", required=True, help="name=checkpoint,name=checkpoint (ties: the first)")
+    cn.add_argument("--generator", default=None, help="pipeline folder (default assets/micro/flow-generator)")
+    cn.add_argument("--prompts", type=positive_int, default=120, help="first N (shuffled) training captions")
+    cn.add_argument("--seeds", default="200,201", help="comma list (not collection's seeds)")
+    cn.add_argument("--steps", type=positive_int, default=None, help="sampling steps (default: the preset's)")
+    cn.add_argument("--out", default=None, help="also write the report (JSON) here")
+    cn.set_defaults(func=_choose_npnet)
 
 
 def _add_evaluation(sub) -> None:

@@ -6,6 +6,8 @@
   always: the few-step regime where golden noise can matter; ties: fewer steps).
 * ``choose_wl``: re-denoise (the inversion arm, NPNet's teacher) accuracy for each candidate w_l at the
   chosen steps on training captions x seeds distinct from collection's; the best w_l (ties: the smaller).
+* ``choose_npnet``: NPNet-arm accuracy of each candidate checkpoint (training variants) on training captions x
+  seeds distinct from collection's; the best (ties: the one listed first).
 """
 
 from __future__ import annotations
@@ -63,6 +65,19 @@ def pick_wl(accuracy: dict[float, float]) -> float:
     return max(accuracy, key=lambda w: (accuracy[w], -w))
 
 
+def _train_pairs(prompts: int, seeds: tuple[int, ...]) -> list[tuple[str, int]]:
+    """(caption, seed) for the first ``prompts`` (shuffled) training captions x ``seeds``."""
+    return [(c, s) for c in split_captions("train")[:prompts] for s in seeds]
+
+
+def _accuracy(service, pairs, steps: int | None, method: str, threshold: float, **kw) -> float:
+    """Verifier accuracy of ``method`` over (caption, seed) ``pairs``; ``kw`` goes to each GenerationRequest."""
+    requests = [GenerationRequest(MODEL, c, seed=s, steps=steps, methods=(method,), **kw) for c, s in pairs]
+    results = service.generate_many(requests, samples_per_call=service.preset(MODEL).batch_size)
+    images = [r.images[method] for r in results]  # one method per request
+    return float((MicroVerifier().score(images, [c for c, _ in pairs]) > threshold).float().mean())
+
+
 def choose_wl(
     candidates: list[float],
     prompts: int = 80,
@@ -73,18 +88,37 @@ def choose_wl(
 ) -> dict:
     """Inversion-arm accuracy per w_l (and standard's) on the first ``prompts`` training captions x ``seeds``."""
     service = service or GoldenNoiseService(device="cpu", offline=True, progress=False)
-    verifier = MicroVerifier()
-    captions = split_captions("train")[:prompts]
-    pairs = [(c, s) for c in captions for s in seeds]
-
-    def accuracy(method: str, **kw) -> float:
-        requests = [GenerationRequest(MODEL, c, seed=s, steps=steps, methods=(method,), **kw) for c, s in pairs]
-        results = service.generate_many(requests, samples_per_call=service.preset(MODEL).batch_size)  # one method per request
-        images = [r.images[method] for r in results]
-        return float((verifier.score(images, [c for c, _ in pairs]) > threshold).float().mean())
-
-    standard = accuracy("standard")
-    by_wl = {float(w): accuracy("inversion", redenoise_guidance_scale=float(w)) for w in candidates}
-    return {"split": "train", "prompts": len(captions), "seeds": list(seeds),
+    pairs = _train_pairs(prompts, seeds)
+    standard = _accuracy(service, pairs, steps, "standard", threshold)
+    by_wl = {
+        float(w): _accuracy(service, pairs, steps, "inversion", threshold, redenoise_guidance_scale=float(w))
+        for w in candidates
+    }
+    return {"split": "train", "prompts": len(pairs) // len(seeds), "seeds": list(seeds),
             "steps": steps or service.preset(MODEL).steps, "standard": standard,
             "inversion_by_wl": {str(w): a for w, a in by_wl.items()}, "w_l": pick_wl(by_wl)}  # fmt: skip
+
+
+def pick_npnet(accuracy: dict[str, float]) -> str:
+    """The candidate with the best NPNet accuracy (ties: the one listed first)."""
+    return max(accuracy, key=accuracy.get)
+
+
+def choose_npnet(
+    candidates: dict[str, str],
+    prompts: int = 120,
+    seeds: tuple[int, ...] = (200, 201),
+    steps: int | None = None,
+    service: GoldenNoiseService | None = None,
+    threshold: float = CORRECT_THRESHOLD,
+) -> dict:
+    """NPNet-arm accuracy of each {name: checkpoint} (and standard's) on training captions x ``seeds``."""
+    service = service or GoldenNoiseService(device="cpu", offline=True, progress=False)
+    pairs = _train_pairs(prompts, seeds)
+    standard = _accuracy(service, pairs, steps, "standard", threshold)
+    by_name = {
+        name: _accuracy(service, pairs, steps, "npnet", threshold, npnet=path) for name, path in candidates.items()
+    }
+    return {"split": "train", "prompts": len(pairs) // len(seeds), "seeds": list(seeds),
+            "steps": steps or service.preset(MODEL).steps, "standard": standard, "checkpoints": candidates,
+            "npnet_by_candidate": by_name, "chosen": pick_npnet(by_name)}  # fmt: skip

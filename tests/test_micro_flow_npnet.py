@@ -13,7 +13,15 @@ import pytest
 import torch
 
 from cli.micro_arms import ARMS, evaluate, summarize_arms, write_curve
-from cli.micro_flow_select import MODEL, choose_wl, flow_presets, pick_steps, pick_wl
+from cli.micro_flow_select import (
+    MODEL,
+    choose_npnet,
+    choose_wl,
+    flow_presets,
+    pick_npnet,
+    pick_steps,
+    pick_wl,
+)
 from npnet.checkpoints import load_npnet, save_npnet
 from npnet.diffusion.families import family_of
 from npnet.diffusion.presets import MODEL_PRESETS, get_model_preset
@@ -111,6 +119,7 @@ def test_selection_rules_use_only_what_they_are_given():
     assert pick_steps(table, target=0.35) == (4, 3.0)  # best shift per count: 0.10, 0.45, 0.80; 0.45 nearest
     assert pick_steps({4: {1.0: 0.4, 3.0: 0.4}}, 0.35) == (4, 1.0)  # ties: the unshifted schedule
     assert pick_wl({5.0: 0.5, 9.0: 0.7, 12.0: 0.7}) == 9.0
+    assert pick_npnet({"a": 0.4, "b": 0.6, "c": 0.6}) == "b"  # ties: the one listed first
 
 
 def test_choose_wl_scores_training_captions_per_candidate(service):
@@ -118,3 +127,16 @@ def test_choose_wl_scores_training_captions_per_candidate(service):
     assert report["split"] == "train" and report["steps"] == 2
     assert set(report["inversion_by_wl"]) == {"5.0", "9.0"} and report["w_l"] in (5.0, 9.0)
     assert all(0 <= a <= 1 for a in [report["standard"], *report["inversion_by_wl"].values()])
+
+
+def test_choose_npnet_scores_each_candidate_checkpoint_on_training_captions(service, npnet_file, generator):
+    torch.manual_seed(1)
+    other = str(save_npnet(NPNet.from_config("micro-flow"), generator.parent / "other.safetensors"))
+    report = choose_npnet({"a": npnet_file, "b": other}, prompts=2, seeds=(200,), steps=2, service=service)
+    assert report["split"] == "train" and report["prompts"] == 2 and report["seeds"] == [200]
+    assert set(report["npnet_by_candidate"]) == {"a", "b"} and report["chosen"] in ("a", "b")
+    scores = [report["standard"], *report["npnet_by_candidate"].values()]
+    assert all(a in (0.0, 0.5, 1.0) for a in scores)  # 2 captions x 1 seed
+    golden = service.generate(GenerationRequest(MODEL, PROMPT, seed=200, steps=2, methods=("npnet",), npnet=other))
+    first = service.generate(GenerationRequest(MODEL, PROMPT, seed=200, steps=2, methods=("npnet",), npnet=npnet_file))
+    assert not torch.equal(golden.latents["npnet"], first.latents["npnet"])  # each candidate is the one used
