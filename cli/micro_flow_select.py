@@ -65,17 +65,29 @@ def pick_wl(accuracy: dict[float, float]) -> float:
     return max(accuracy, key=lambda w: (accuracy[w], -w))
 
 
-def _train_pairs(prompts: int, seeds: tuple[int, ...]) -> list[tuple[str, int]]:
-    """(caption, seed) for the first ``prompts`` (shuffled) training captions x ``seeds``."""
-    return [(c, s) for c in split_captions("train")[:prompts] for s in seeds]
+def _score_options(
+    method: str,
+    options: dict,
+    prompts: int,
+    seeds: tuple[int, ...],
+    steps: int | None,
+    service: GoldenNoiseService | None,
+    threshold: float,
+) -> tuple[dict, dict]:
+    """(report fields, {key: accuracy of ``method`` with GenerationRequest options ``options[key]``}) on the first
+    ``prompts`` (shuffled) training captions x ``seeds``; the fields carry standard sampling's accuracy."""
+    service = service or GoldenNoiseService(device="cpu", offline=True, progress=False)
+    pairs = [(c, s) for c in split_captions("train")[:prompts] for s in seeds]
 
+    def accuracy(arm: str, **kw) -> float:
+        requests = [GenerationRequest(MODEL, c, seed=s, steps=steps, methods=(arm,), **kw) for c, s in pairs]
+        results = service.generate_many(requests, samples_per_call=service.preset(MODEL).batch_size)
+        images = [r.images[arm] for r in results]  # one method per request
+        return float((MicroVerifier().score(images, [c for c, _ in pairs]) > threshold).float().mean())
 
-def _accuracy(service, pairs, steps: int | None, method: str, threshold: float, **kw) -> float:
-    """Verifier accuracy of ``method`` over (caption, seed) ``pairs``; ``kw`` goes to each GenerationRequest."""
-    requests = [GenerationRequest(MODEL, c, seed=s, steps=steps, methods=(method,), **kw) for c, s in pairs]
-    results = service.generate_many(requests, samples_per_call=service.preset(MODEL).batch_size)
-    images = [r.images[method] for r in results]  # one method per request
-    return float((MicroVerifier().score(images, [c for c, _ in pairs]) > threshold).float().mean())
+    fields = {"split": "train", "prompts": len(pairs) // len(seeds), "seeds": list(seeds),
+              "steps": steps or service.preset(MODEL).steps, "standard": accuracy("standard")}  # fmt: skip
+    return fields, {key: accuracy(method, **kw) for key, kw in options.items()}
 
 
 def choose_wl(
@@ -87,16 +99,9 @@ def choose_wl(
     threshold: float = CORRECT_THRESHOLD,
 ) -> dict:
     """Inversion-arm accuracy per w_l (and standard's) on the first ``prompts`` training captions x ``seeds``."""
-    service = service or GoldenNoiseService(device="cpu", offline=True, progress=False)
-    pairs = _train_pairs(prompts, seeds)
-    standard = _accuracy(service, pairs, steps, "standard", threshold)
-    by_wl = {
-        float(w): _accuracy(service, pairs, steps, "inversion", threshold, redenoise_guidance_scale=float(w))
-        for w in candidates
-    }
-    return {"split": "train", "prompts": len(pairs) // len(seeds), "seeds": list(seeds),
-            "steps": steps or service.preset(MODEL).steps, "standard": standard,
-            "inversion_by_wl": {str(w): a for w, a in by_wl.items()}, "w_l": pick_wl(by_wl)}  # fmt: skip
+    options = {float(w): {"redenoise_guidance_scale": float(w)} for w in candidates}
+    fields, by_wl = _score_options("inversion", options, prompts, seeds, steps, service, threshold)
+    return fields | {"inversion_by_wl": {str(w): a for w, a in by_wl.items()}, "w_l": pick_wl(by_wl)}
 
 
 def pick_npnet(accuracy: dict[str, float]) -> str:
@@ -113,12 +118,6 @@ def choose_npnet(
     threshold: float = CORRECT_THRESHOLD,
 ) -> dict:
     """NPNet-arm accuracy of each {name: checkpoint} (and standard's) on training captions x ``seeds``."""
-    service = service or GoldenNoiseService(device="cpu", offline=True, progress=False)
-    pairs = _train_pairs(prompts, seeds)
-    standard = _accuracy(service, pairs, steps, "standard", threshold)
-    by_name = {
-        name: _accuracy(service, pairs, steps, "npnet", threshold, npnet=path) for name, path in candidates.items()
-    }
-    return {"split": "train", "prompts": len(pairs) // len(seeds), "seeds": list(seeds),
-            "steps": steps or service.preset(MODEL).steps, "standard": standard, "checkpoints": candidates,
-            "npnet_by_candidate": by_name, "chosen": pick_npnet(by_name)}  # fmt: skip
+    options = {name: {"npnet": path} for name, path in candidates.items()}
+    fields, by_name = _score_options("npnet", options, prompts, seeds, steps, service, threshold)
+    return fields | {"checkpoints": candidates, "npnet_by_candidate": by_name, "chosen": pick_npnet(by_name)}
