@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import pytest
 import torch
+from arm_tables import assert_table_is_its_rows
 
-from cli.micro_arms import ARMS
 from npnet.diffusion.presets import get_model_preset
 from npnet.engine import GenerationRequest, GoldenNoiseService
 from npnet.model import NPNET_PRESETS
@@ -39,17 +37,8 @@ def test_shipped_flow_npnet_loads_offline_and_is_deterministic(service):
 
 
 def test_shipped_flow_table_is_recomputed_from_its_rows():
-    rows = pd.read_csv(RESULTS / "rows.csv")
-    results = json.loads((RESULTS / "results.json").read_text())
+    results = assert_table_is_its_rows(RESULTS)
     assert results["model"] == "micro-flow" and results["steps"] == get_model_preset("micro-flow").steps
-    assert len(rows) == results["pairs"] == 85 * 3 and set(rows["seed"]) == {0, 1, 2}
-    correct = rows[list(ARMS)] > 0.5  # the micro verifier's decision
-    for arm in ARMS:
-        assert results["arms"][arm]["accuracy"] == pytest.approx(correct[arm].mean())
-        if arm != "standard":
-            vs = results["arms"][arm]["vs_standard"]
-            assert vs["rescued"] == int((correct[arm] & ~correct["standard"]).sum())
-            assert vs["broken"] == int((~correct[arm] & correct["standard"]).sum())
 
 
 def test_app_examples_are_held_out_seeds_the_shipped_flow_npnet_rescues(service):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
 import torch
+from arm_tables import assert_table_is_its_rows
 
 from cli.micro_turbo import ARMS, control_latents
 from npnet.diffusion.presets import get_model_preset
@@ -43,16 +43,7 @@ def test_controls_keep_the_npnet_change_norm():
 
 
 def test_shipped_table_is_recomputed_from_its_rows():
-    rows = pd.read_csv(RESULTS / "rows.csv")
-    results = json.loads((RESULTS / "results.json").read_text())
-    assert len(rows) == results["pairs"] == 85 * 3 and set(rows["seed"]) == {0, 1, 2}
-    correct = rows[list(ARMS)] > 0.5  # the micro verifier's decision
-    for arm in ARMS:
-        assert results["arms"][arm]["accuracy"] == pytest.approx(correct[arm].mean())
-        if arm != "standard":
-            vs = results["arms"][arm]["vs_standard"]
-            assert vs["rescued"] == int((correct[arm] & ~correct["standard"]).sum())
-            assert vs["broken"] == int((~correct[arm] & correct["standard"]).sum())
+    assert_table_is_its_rows(RESULTS)
 
 
 def test_app_examples_are_seeds_the_shipped_npnet_rescues():
